@@ -1,0 +1,146 @@
+"""The site's one settings module: every deployment difference is an environment
+variable (`.env.example` lists them all). Development defaults are safe; with
+DJANGO_DEBUG=0 the site refuses to start without a secret key and allowed hosts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django_pgbouncer import database_config, direct_database_config
+from django_pgbouncer.databases import DEFAULT_CONN_HEALTH_CHECKS, DEFAULT_CONN_MAX_AGE
+from django_pgbouncer.errors import ConfigError
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+if DEBUG:
+    SECRET_KEY = SECRET_KEY or "django-insecure-development-only"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]"]
+else:
+    if len(SECRET_KEY) < 50:
+        raise ConfigError(
+            "DJANGO_SECRET_KEY",
+            "is unset or shorter than 50 characters while DJANGO_DEBUG=0",
+            "set it to a long random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
+        )
+    if not ALLOWED_HOSTS:
+        raise ConfigError(
+            "DJANGO_ALLOWED_HOSTS",
+            "is empty while DJANGO_DEBUG=0",
+            "set it to the comma-separated host names the site answers to",
+        )
+
+INSTALLED_APPS = [
+    # Before django.contrib's apps: its `migrate` runs over the direct connection.
+    "django_pgbouncer",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "core",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: every query through PgBouncer; migrations over the direct URL. ---
+# The development default is the stack `make run` starts (.devstack/stack.env has
+# its URLs with their generated passwords).
+DATABASE_URL = env_str("DATABASE_URL", "postgres://app@127.0.0.1:56432/app")
+DIRECT_DATABASE_URL = env_str("DIRECT_DATABASE_URL")
+DATABASES = {
+    "default": database_config(
+        url=DATABASE_URL,
+        pool_mode=env_str("POOL_MODE", "transaction"),
+        conn_max_age=env_int("CONN_MAX_AGE", DEFAULT_CONN_MAX_AGE),
+        conn_health_checks=env_bool("CONN_HEALTH_CHECKS", DEFAULT_CONN_HEALTH_CHECKS),
+    ),
+}
+if DIRECT_DATABASE_URL:
+    DATABASES["direct"] = direct_database_config(url=DIRECT_DATABASE_URL)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- HTTPS: on by default in production; DJANGO_HTTPS=0 serves plain HTTP (make run
+# on loopback, or a proxy that terminates TLS and talks HTTP to us).
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,178 @@
+"""A private PostgreSQL cluster: initdb once, start, create the site's role, stop."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from django_pgbouncer.dburl import PostgresURL
+
+from .errors import StackError
+from .process import Account, Child, port_require_free, run_checked
+
+SUPERUSER = "postgres"
+
+
+def postgres_bindir() -> Path:
+    """PG_BINDIR, else the newest /usr/lib/postgresql/*/bin, else `initdb` on PATH."""
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).resolve().parent
+    raise StackError(
+        "PostgreSQL is not installed (no initdb found). Install it with "
+        "`apt-get install postgresql`, or set PG_BINDIR to its bin folder."
+    )
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    """Where the cluster lives and how it listens."""
+
+    datadir: Path
+    port: int
+    superuser_password: str
+    host: str = "127.0.0.1"
+    bindir: Path | None = None
+    account: Account = Account()
+    # A test cluster trades durability for speed; a dev cluster keeps its data.
+    durable: bool = True
+
+    def superuser_url(self, dbname: str = "postgres") -> PostgresURL:
+        return PostgresURL(
+            SUPERUSER, self.superuser_password, self.host, self.port, dbname
+        )
+
+
+class Postgres:
+    def __init__(self, config: PostgresConfig) -> None:
+        self.config = config
+        self.bindir = config.bindir or postgres_bindir()
+        self.log = config.datadir.parent / "postgres.log"
+        self.child: Child | None = None
+
+    def _initdb(self) -> None:
+        cfg = self.config
+        cfg.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg.account.own(cfg.datadir)
+        pwfile = cfg.datadir.parent / ".pwfile"
+        pwfile.write_text(cfg.superuser_password + "\n")
+        pwfile.chmod(0o600)
+        cfg.account.own(pwfile)
+        try:
+            run_checked(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(cfg.datadir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                ]
+                + ([] if cfg.durable else ["--no-sync"]),
+                what="initdb",
+                account=cfg.account,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def start(self) -> None:
+        cfg = self.config
+        port_require_free(
+            cfg.host, cfg.port, what="PostgreSQL", variable="DEVSTACK_POSTGRES_PORT"
+        )
+        if not (cfg.datadir / "PG_VERSION").exists():
+            self._initdb()
+        (cfg.datadir / "postmaster.pid").unlink(missing_ok=True)  # left by a kill -9
+        settings = {
+            "listen_addresses": cfg.host,
+            "port": str(cfg.port),
+            "unix_socket_directories": "",  # TCP only: nothing in a shared /tmp
+            "max_connections": "100",
+            "logging_collector": "off",
+        }
+        if not cfg.durable:
+            settings |= {
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+            }
+        argv = [str(self.bindir / "postgres"), "-D", str(cfg.datadir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        self.log.touch()
+        cfg.account.own(self.log)
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back, disconnect, stop cleanly.
+        self.child = Child(
+            "PostgreSQL",
+            argv,
+            log=self.log,
+            host=cfg.host,
+            port=cfg.port,
+            account=cfg.account,
+            stop_signal=signal.SIGINT,
+        )
+        self.child.start(timeout=60)
+        self._wait_accepting()
+
+    def _wait_accepting(self) -> None:
+        # The port opens before recovery ends; a login proves the cluster is ready.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with psycopg.connect(
+                    self.config.superuser_url().url(), connect_timeout=2
+                ):
+                    return
+            except psycopg.OperationalError as error:
+                if "starting up" not in str(error) or time.monotonic() > deadline:
+                    raise StackError(
+                        f"PostgreSQL on port {self.config.port} refuses the "
+                        f"superuser: {error}. If {self.config.datadir} was made by "
+                        f"another run with other passwords, delete it to start over."
+                    ) from None
+                time.sleep(0.2)
+
+    def role_and_database_ensure(self, url: PostgresURL) -> None:
+        """Create (or re-password) `url.user` and its database `url.name`."""
+        with psycopg.connect(self.config.superuser_url().url(), autocommit=True) as c:
+            exists = c.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", [url.user]
+            ).fetchone()
+            verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+            c.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    verb, sql.Identifier(url.user), sql.Literal(url.password)
+                )
+            )
+            if not c.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [url.name]
+            ).fetchone():
+                c.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(url.name), sql.Identifier(url.user)
+                    )
+                )
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop(timeout=60)

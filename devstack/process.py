@@ -1,0 +1,211 @@
+"""Child processes: who they run as, how they start, wait, and stop.
+
+In the style of pytest-postgresql's executor: the command line is built by the
+caller, readiness is a TCP connect, output goes to one log file per process, and
+`stop()` is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StackError
+
+# PostgreSQL and PgBouncer refuse to run as root; when started by root they run as
+# this account (Debian's postgresql package creates it).
+DEFAULT_SERVER_ACCOUNT = "postgres"
+
+
+@dataclass(frozen=True)
+class Account:
+    """The unprivileged account a server runs as; None fields mean 'as we are'."""
+
+    name: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    home: str | None = None
+
+    @classmethod
+    def for_servers(cls, name: str | None = None) -> Account:
+        """Ourselves, unless we are root: then `name` (default: postgres)."""
+        if os.geteuid() != 0:
+            return cls()
+        name = name or os.environ.get("DEVSTACK_USER") or DEFAULT_SERVER_ACCOUNT
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise StackError(
+                f"running as root, the servers need an unprivileged account, and "
+                f"{name!r} does not exist. Create it (useradd --system {name}) or set "
+                f"DEVSTACK_USER to an existing one."
+            ) from None
+        if entry.pw_uid == 0:
+            raise StackError(f"DEVSTACK_USER={name!r} is root; name another account.")
+        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    def own(self, *paths: Path) -> None:
+        """Hand `paths` to this account (no-op when we are not root)."""
+        if self.uid is None or self.gid is None:
+            return
+        for path in paths:
+            os.chown(path, self.uid, self.gid)
+
+    def check_reach(self, path: Path) -> None:
+        """Fail early when this account cannot reach `path` (e.g. under /root)."""
+        if self.uid is None:
+            return
+        for parent in [*reversed(path.resolve().parents)]:
+            mode = parent.stat().st_mode
+            if parent.stat().st_uid != self.uid and not mode & 0o001:
+                raise StackError(
+                    f"the account {self.name!r} that runs the servers cannot enter "
+                    f"{parent} (mode {oct(mode & 0o777)}). Put the checkout somewhere "
+                    f"it can reach, set DEVSTACK_DIR to such a folder, or run as a "
+                    f"normal user."
+                )
+
+    def popen_kwargs(self) -> dict[str, object]:
+        if self.uid is None:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_pick(host: str = "127.0.0.1") -> int:
+    """A port the kernel says is free now (for tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_require_free(host: str, port: int, *, what: str, variable: str) -> None:
+    if not port_free(host, port):
+        raise StackError(
+            f"{what} cannot listen on {host}:{port}: the port is in use. Stop the "
+            f"process using it (ss -ltnp 'sport = :{port}'), or set {variable} to "
+            f"another port."
+        )
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+class Child:
+    """One server process: started, waited for on its port, stopped on demand."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        host: str,
+        port: int,
+        account: Account = Account(),
+        env: Mapping[str, str] | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name, self.argv, self.log = name, list(argv), log
+        self.host, self.port, self.account = host, port, account
+        self.env, self.stop_signal, self.cwd = env, stop_signal, cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(  # type: ignore[call-overload]
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(self.env) if self.env is not None else None,
+                cwd=self.cwd,
+                start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+                **self.account.popen_kwargs(),
+            )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise StackError(
+                    f"{self.name} exited with code {self.process.returncode} while "
+                    f"starting. The end of its log ({self.log}):\n{log_tail(self.log)}"
+                )
+            with contextlib.suppress(OSError):
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise StackError(
+            f"{self.name} did not accept connections on {self.host}:{self.port} "
+            f"within {timeout:.0f}s. The end of its log ({self.log}):\n"
+            f"{log_tail(self.log)}"
+        )
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def run_checked(
+    argv: Sequence[str],
+    *,
+    what: str,
+    account: Account = Account(),
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a short command; on failure raise with its output, never a traceback."""
+    result = subprocess.run(  # type: ignore[call-overload]
+        list(argv),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(env) if env is not None else None,
+        **account.popen_kwargs(),
+    )
+    if result.returncode != 0:
+        raise StackError(
+            f"{what} failed (exit {result.returncode}):\n"
+            f"{(result.stdout + result.stderr).strip()}"
+        )
+    return str(result.stdout)

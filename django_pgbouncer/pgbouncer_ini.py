@@ -1,0 +1,317 @@
+"""PgBouncer's `pgbouncer.ini` and `userlist.txt`, rendered from environment variables.
+
+The variable names are those of the edoburu/pgbouncer image (the key in capitals:
+`pool_mode` -> `POOL_MODE`), with its known defects fixed: the upstream URL is parsed
+and percent-decoded, every value is validated, a key the target PgBouncer version
+does not know is refused (PgBouncer will not start with one), and `userlist.txt`
+holds SCRAM-SHA-256 verifiers only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .databases import pool_mode_parse
+from .dburl import PostgresURL, postgres_url_parse
+from .errors import ConfigError
+
+__all__ = [
+    "SETTINGS",
+    "PgBouncerConfig",
+    "Setting",
+    "ini_render",
+    "pgbouncer_config_from_env",
+    "userlist_render",
+    "version_parse",
+]
+
+Version = tuple[int, int]
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _int(minimum: int) -> Callable[[str, str], str]:
+    def parse(variable: str, value: str) -> str:
+        if not re.fullmatch(r"\d+", value.strip()) or int(value) < minimum:
+            raise ConfigError(
+                variable,
+                f"{value!r} is not a whole number of at least {minimum}",
+                f"set {variable} to a number such as {max(minimum, 20)}, or unset it",
+            )
+        return str(int(value))
+
+    return parse
+
+
+def _seconds(variable: str, value: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        raise ConfigError(
+            variable,
+            f"{value!r} is not a number of seconds",
+            f"set {variable} to seconds, e.g. 30 or 0.5 (0 disables), or unset it",
+        )
+    return value.strip()
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(variable: str, value: str) -> str:
+        if value.strip().lower() not in choices:
+            raise ConfigError(
+                variable,
+                f"{value!r} is not one of {', '.join(choices)}",
+                f"set {variable} to one of {', '.join(choices)}",
+            )
+        return value.strip().lower()
+
+    return parse
+
+
+def _names(variable: str, value: str) -> str:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if not _NAME.match(n)]
+    if bad:
+        raise ConfigError(
+            variable,
+            f"{bad[0]!r} is not a plain user or parameter name",
+            f"set {variable} to comma-separated names of letters, digits, _ . -",
+        )
+    return ", ".join(names)
+
+
+def _text(variable: str, value: str) -> str:
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigError(
+            variable, "contains a line break", f"put {variable} on one line"
+        )
+    return value.strip()
+
+
+def _bool(variable: str, value: str) -> str:
+    truth = {"1": "1", "true": "1", "yes": "1", "on": "1"}
+    truth.update({"0": "0", "false": "0", "no": "0", "off": "0"})
+    if value.strip().lower() not in truth:
+        raise ConfigError(
+            variable, f"{value!r} is not a boolean", f"set {variable} to 1 or 0"
+        )
+    return truth[value.strip().lower()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `pgbouncer.ini` key: its variable, validator, default and first version."""
+
+    key: str
+    parse: Callable[[str, str], str]
+    default: str | None = None
+    since: Version = (1, 0)
+
+    @property
+    def variable(self) -> str:
+        return self.key.upper()
+
+
+# Keys rendered into [pgbouncer]. Defaults differ from PgBouncer's own where noted.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("listen_addr", _text, "127.0.0.1"),  # safe; containers set 0.0.0.0
+    Setting("listen_port", _int(1), "5432"),  # the image's port
+    Setting("unix_socket_dir", _text, ""),  # TCP only: no socket in a shared /tmp
+    Setting("pool_mode", lambda v, x: pool_mode_parse(x, variable=v), "transaction"),
+    # userlist.txt holds SCRAM verifiers only: md5 fails against servers that store
+    # SCRAM (PostgreSQL 14+ by default), and plain would put passwords on disk.
+    Setting("auth_type", _choice("scram-sha-256", "hba"), "scram-sha-256"),
+    Setting("auth_hba_file", _text),
+    Setting("max_client_conn", _int(1)),
+    Setting("default_pool_size", _int(1)),
+    Setting("min_pool_size", _int(0)),
+    Setting("reserve_pool_size", _int(0)),
+    Setting("reserve_pool_timeout", _seconds),
+    Setting("max_db_connections", _int(0)),
+    Setting("max_user_connections", _int(0)),
+    Setting("server_round_robin", _bool),
+    Setting("server_reset_query", _text),
+    Setting("server_reset_query_always", _bool),
+    Setting("server_check_delay", _seconds),
+    Setting("server_check_query", _text),
+    Setting("server_fast_close", _bool, since=(1, 17)),
+    Setting("server_lifetime", _seconds),
+    Setting("server_idle_timeout", _seconds),
+    Setting("server_connect_timeout", _seconds),
+    # PgBouncer waits 15 s after a failed server login before trying again, and
+    # fails new clients meanwhile; after a PostgreSQL restart that is 15 s of errors.
+    Setting("server_login_retry", _seconds, "2"),
+    Setting("client_login_timeout", _seconds),
+    Setting("query_timeout", _seconds),
+    # Shorter than gunicorn's 30 s request timeout (config/gunicorn.py), so an
+    # overloaded pool answers with an error before the worker is killed.
+    Setting("query_wait_timeout", _seconds, "20"),
+    Setting("client_idle_timeout", _seconds),
+    Setting("idle_transaction_timeout", _seconds),
+    Setting("ignore_startup_parameters", _names),
+    Setting("admin_users", _names),
+    Setting("stats_users", _names),
+    Setting("stats_period", _int(1)),
+    Setting("log_connections", _bool),
+    Setting("log_disconnections", _bool),
+    Setting("log_pooler_errors", _bool),
+    Setting("verbose", _int(0)),
+    Setting("application_name_add_host", _bool),
+    Setting("tcp_keepalive", _bool),
+    Setting("so_reuseport", _bool, since=(1, 12)),
+    Setting(
+        "client_tls_sslmode",
+        _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    ),
+    Setting("client_tls_key_file", _text),
+    Setting("client_tls_cert_file", _text),
+    Setting("client_tls_ca_file", _text),
+    Setting(
+        "server_tls_sslmode",
+        _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    ),
+    Setting("server_tls_ca_file", _text),
+    Setting("track_extra_parameters", _names, since=(1, 20)),
+    Setting("max_prepared_statements", _int(0), since=(1, 21)),
+    Setting("max_db_client_connections", _int(0), since=(1, 24)),
+    Setting("transaction_timeout", _seconds, since=(1, 25)),
+    Setting("scram_iterations", _int(1), since=(1, 25)),
+)
+
+
+@dataclass(frozen=True)
+class PgBouncerConfig:
+    """Everything needed to write PgBouncer's two files."""
+
+    upstream: PostgresURL
+    settings: tuple[tuple[str, str], ...]
+    users: tuple[tuple[str, str], ...]  # (name, password) for userlist.txt
+    auth_file: str
+
+    def setting(self, key: str) -> str | None:
+        return dict(self.settings).get(key)
+
+
+def version_parse(text: str, *, variable: str = "PGBOUNCER_VERSION") -> Version:
+    """`1.18.0`, `PgBouncer 1.18.0`, or `v1.25.2-p0` -> (1, 18)."""
+    match = re.search(r"(\d+)\.(\d+)", text)
+    if not match:
+        raise ConfigError(
+            variable,
+            f"{text!r} is not a PgBouncer version",
+            f"set {variable} to the version that will run, e.g. 1.18",
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def _upstream_from_env(env: Mapping[str, str]) -> PostgresURL:
+    if env.get("POSTGRES_DATABASE_URL", "").strip():
+        return postgres_url_parse(
+            env["POSTGRES_DATABASE_URL"], variable="POSTGRES_DATABASE_URL"
+        )
+    if env.get("DB_HOST", "").strip():  # the image's other spelling
+        port = _int(1)("DB_PORT", env.get("DB_PORT", "5432"))
+        user = env.get("DB_USER", "postgres")
+        return PostgresURL(
+            user=user,
+            password=env.get("DB_PASSWORD", ""),
+            host=_text("DB_HOST", env["DB_HOST"]),
+            port=int(port),
+            name=env.get("DB_NAME", user),
+        )
+    raise ConfigError(
+        "POSTGRES_DATABASE_URL",
+        "is not set, so PgBouncer has no PostgreSQL server to pool",
+        "set POSTGRES_DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/NAME "
+        "(the server itself, not PgBouncer)",
+    )
+
+
+def pgbouncer_config_from_env(
+    env: Mapping[str, str], *, version: Version, auth_file: str
+) -> PgBouncerConfig:
+    """Validate the environment into a config for PgBouncer `version`."""
+    upstream = _upstream_from_env(env)
+    if not _NAME.match(upstream.name):
+        raise ConfigError(
+            "POSTGRES_DATABASE_URL",
+            f"the database name {upstream.name!r} has characters PgBouncer's "
+            "configuration cannot hold",
+            "use a database name of letters, digits, _ . -",
+        )
+    settings: list[tuple[str, str]] = []
+    for setting in SETTINGS:
+        raw = env.get(setting.variable)
+        if raw is None or (raw.strip() == "" and setting.default != ""):
+            if setting.default is None:
+                continue
+            value = setting.default
+        else:
+            value = setting.parse(setting.variable, raw)
+            if version < setting.since:
+                raise ConfigError(
+                    setting.variable,
+                    f"needs PgBouncer {'.'.join(map(str, setting.since))} or later, "
+                    f"and this one is {'.'.join(map(str, version))}",
+                    f"unset {setting.variable}, or run a newer PgBouncer",
+                )
+        settings.append((setting.key, value))
+    users = {upstream.user: upstream.password}
+    admin_url = env.get("PGBOUNCER_ADMIN_URL", "").strip()
+    if admin_url:
+        admin = postgres_url_parse(admin_url, variable="PGBOUNCER_ADMIN_URL")
+        users.setdefault(admin.user, admin.password)
+    for name, password in users.items():
+        if not password:
+            raise ConfigError(
+                "POSTGRES_DATABASE_URL"
+                if name == upstream.user
+                else "PGBOUNCER_ADMIN_URL",
+                f"the user {name!r} has no password, and SCRAM needs one",
+                "put the password in the URL (postgres://USER:PASSWORD@...)",
+            )
+    return PgBouncerConfig(
+        upstream=upstream,
+        settings=tuple(settings),
+        users=tuple(users.items()),
+        auth_file=auth_file,
+    )
+
+
+def _connstr_quote(value: str) -> str:
+    # PgBouncer's connect-string parser: a value in single quotes, ' doubled.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ini_render(config: PgBouncerConfig) -> str:
+    """The text of `pgbouncer.ini`. It holds no password.
+
+    PgBouncer logs in to PostgreSQL with the keys of the client's own SCRAM login
+    ("pass-through"), which works when userlist.txt holds the very verifier that
+    PostgreSQL stores; `pgbouncer_files_write` makes sure it does.
+    """
+    up = config.upstream
+    server = f"host={_connstr_quote(up.host)} port={up.port}"
+    lines = [
+        "; Rendered by django_pgbouncer from environment variables; edits are lost.",
+        "[databases]",
+        f"{up.name} = {server} dbname={_connstr_quote(up.name)}",
+        # Any other database name (psql to postgres, say) goes to the same server.
+        f"* = {server}",
+        "",
+        "[pgbouncer]",
+        f"auth_file = {config.auth_file}",
+    ]
+    lines += [f"{key} = {value}" for key, value in config.settings]
+    return "\n".join(lines) + "\n"
+
+
+def userlist_render(verifiers: Mapping[str, str]) -> str:
+    """The text of `userlist.txt` from user name -> SCRAM verifier."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace('"', '""') + '"'
+
+    for verifier in verifiers.values():
+        if not verifier.startswith("SCRAM-SHA-256$"):
+            raise ValueError("userlist.txt takes SCRAM-SHA-256 verifiers only")
+    return "".join(f"{quoted(n)} {quoted(v)}\n" for n, v in verifiers.items())
