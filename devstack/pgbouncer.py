@@ -26,7 +26,7 @@ class PgBouncerSetup:
     port: int
     variables: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
-    account: Account = Account()
+    account: Account = field(default_factory=Account)
 
     def env(self) -> dict[str, str]:
         """The variables the renderer reads; our address always wins."""

@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -49,7 +49,7 @@ class PostgresConfig:
     superuser_password: str
     host: str = "127.0.0.1"
     bindir: Path | None = None
-    account: Account = Account()
+    account: Account = field(default_factory=Account)
     # A test cluster trades durability for speed; a dev cluster keeps its data.
     durable: bool = True
 

@@ -124,20 +124,31 @@ class Child:
         log: Path,
         host: str,
         port: int,
-        account: Account = Account(),
+        account: Account | None = None,
         env: Mapping[str, str] | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
         cwd: Path | None = None,
     ) -> None:
         self.name, self.argv, self.log = name, list(argv), log
-        self.host, self.port, self.account = host, port, account
+        self.host, self.port, self.account = host, port, account or Account()
         self.env, self.stop_signal, self.cwd = env, stop_signal, cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(  # type: ignore[call-overload]
+            try:
+                self.process = self._popen(out)
+            except OSError as error:
+                raise StackError(
+                    f"{self.name} could not be started ({self.argv[0]}): {error}"
+                    + (f". The account {self.account.name!r} must be able to run it."
+                       if self.account.name else "")
+                ) from None
+        self.wait_ready(timeout)
+
+    def _popen(self, out: object) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
                 self.argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -147,7 +158,6 @@ class Child:
                 start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
                 **self.account.popen_kwargs(),
             )
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -191,7 +201,7 @@ def run_checked(
     argv: Sequence[str],
     *,
     what: str,
-    account: Account = Account(),
+    account: Account | None = None,
     env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a short command; on failure raise with its output, never a traceback."""
@@ -201,7 +211,7 @@ def run_checked(
         text=True,
         check=False,
         env=dict(env) if env is not None else None,
-        **account.popen_kwargs(),
+        **(account or Account()).popen_kwargs(),
     )
     if result.returncode != 0:
         raise StackError(

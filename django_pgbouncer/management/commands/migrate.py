@@ -23,11 +23,12 @@ class Command(migrate.Command):
         super().add_arguments(parser)
         parser.set_defaults(database=None)
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        if options["database"] is None:
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        # execute(), not handle(): the system checks that run first need the alias.
+        if options.get("database") is None:
             options["database"] = migration_alias(settings.DATABASES, DEFAULT_DB_ALIAS)
             if options["verbosity"] >= 1 and options["database"] != DEFAULT_DB_ALIAS:
                 self.stdout.write(
                     f"Migrating over the direct connection ({options['database']!r})."
                 )
-        super().handle(*args, **options)
+        return super().execute(*args, **options)

@@ -1,0 +1,29 @@
+# The front door: `make run` starts the site, `make test` proves it.
+.PHONY: run test lint typecheck pytest bootstrap manage pgbouncer-config clean
+
+PY := .venv/bin/python
+
+run: bootstrap
+	$(PY) -m devstack
+
+test: bootstrap lint typecheck pytest
+
+bootstrap:
+	@devstack/bootstrap.sh
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	.venv/bin/mypy .
+
+pytest:
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Any manage.py command against the stack `make run` started: make manage ARGS=shell
+manage: bootstrap
+	set -a && . .devstack/stack.env && set +a && $(PY) manage.py $(ARGS)
+
+clean:
+	rm -rf .venv staticfiles
