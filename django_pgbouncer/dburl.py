@@ -47,17 +47,20 @@ class PostgresURL:
 
     def url(self) -> str:
         """The URL again, every part percent-encoded."""
+        return self._url(quote(self.password, safe=""))
+
+    def redacted(self) -> str:
+        """The URL with the password masked: safe for logs and error messages."""
+        return self._url("***" if self.password else "")
+
+    def _url(self, password: str) -> str:
         auth = quote(self.user, safe="")
-        if self.password:
-            auth += ":" + quote(self.password, safe="")
+        if password:
+            auth += ":" + password
         query = "&".join(f"{quote(k)}={quote(v)}" for k, v in self.params)
         host = f"[{self.host}]" if ":" in self.host else self.host
         tail = f"?{query}" if query else ""
         return f"postgres://{auth}@{host}:{self.port}/{quote(self.name, safe='')}{tail}"
-
-    def redacted(self) -> str:
-        """The URL with the password masked: safe for logs and error messages."""
-        return self.with_(password="***" if self.password else "").url()
 
 
 def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
@@ -93,7 +96,7 @@ def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
     return PostgresURL(
         user=unquote(parts.username),
         password=unquote(parts.password or ""),
-        host=parts.hostname,
+        host=unquote(parts.hostname),
         port=port or 5432,
         name=name,
         params=tuple(parse_qsl(parts.query)),

@@ -1,0 +1,114 @@
+"""Rendered files against the real servers: tricky passwords log in through a real
+PgBouncer, the files are private, and a bad start keeps the last good files."""
+
+import stat
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from devstack.pgbouncer import PgBouncer, PgBouncerSetup
+from devstack.process import port_pick
+from django_pgbouncer import ConfigError
+from django_pgbouncer.files import pgbouncer_files_write, pgbouncer_version_detect
+from tests.fixtures.stack import scratch_dir
+
+pytestmark = pytest.mark.servers
+
+TRICKY = [
+    "p@ss:w/rd",
+    "*%#;'\" \\x",
+    "trailing space ",
+    "ünï©ødé-密码",
+    "'quoted'",
+    "a" * 200,
+]
+
+
+@pytest.mark.parametrize("case", range(len(TRICKY)))
+def test_tricky_password_logs_in_through_pgbouncer(stack, superuser_conn, case):
+    password, role = TRICKY[case], f"tricky_{case}"
+    superuser_conn.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )
+    upstream = stack.direct_url.with_(user=role, password=password)
+    workdir = scratch_dir("test-bouncer-")
+    stack.account.own(workdir)
+    bouncer = PgBouncer(
+        PgBouncerSetup(
+            workdir=workdir,
+            port=port_pick(),
+            account=stack.account,
+            variables={"POSTGRES_DATABASE_URL": upstream.url()},
+        )
+    )
+    bouncer.start()
+    try:
+        ini = (workdir / "pgbouncer.ini").read_text()
+        userlist = (workdir / "userlist.txt").read_text()
+        assert password not in ini
+        assert password not in userlist
+        through = upstream.with_(port=bouncer.config.port)
+        for _ in range(2):  # the second login reuses the pooled server connection
+            with psycopg.connect(through.url()) as conn:
+                row = conn.execute("SELECT current_user, inet_server_port()").fetchone()
+            assert row == (role, stack.settings.postgres_port)
+    finally:
+        bouncer.stop()
+
+
+def test_files_are_private(stack, tmp_path):
+    ini, userlist = pgbouncer_files_write(
+        {"POSTGRES_DATABASE_URL": stack.direct_url.url()},
+        directory=tmp_path,
+        version=pgbouncer_version_detect(),
+    )
+    for path in (ini, userlist):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert userlist.read_text().startswith('"app" "SCRAM-SHA-256$4096:')
+
+
+def test_the_server_keeps_the_same_password(stack, tmp_path):
+    pgbouncer_files_write(
+        {"POSTGRES_DATABASE_URL": stack.direct_url.url()},
+        directory=tmp_path,
+        version=(1, 18),
+    )
+    with psycopg.connect(stack.direct_url.url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"POOL_MODE": "bogus"},
+        {"DEFAULT_POOL_SIZE": "many"},
+        {"POSTGRES_DATABASE_URL": "postgres://app:wrong-password@127.0.0.1:1/app"},
+    ],
+    ids=["bad-pool-mode", "bad-size", "server-unreachable"],
+)
+def test_a_bad_start_keeps_the_last_good_files(stack, tmp_path, env):
+    good = {"POSTGRES_DATABASE_URL": stack.direct_url.url()}
+    ini, userlist = pgbouncer_files_write(good, directory=tmp_path, version=(1, 18))
+    before = (ini.read_text(), userlist.read_text())
+    with pytest.raises(ConfigError) as caught:
+        pgbouncer_files_write({**good, **env}, directory=tmp_path, version=(1, 18))
+    assert (ini.read_text(), userlist.read_text()) == before
+    assert stack.secrets["app_password"] not in str(caught.value)
+    assert "wrong-password" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgbouncer.ini", "userlist.txt"]
+
+
+def test_wrong_password_is_reported_without_it(stack, tmp_path):
+    url = stack.direct_url.with_(password="wrong-password").url()
+    with pytest.raises(ConfigError) as caught:
+        pgbouncer_files_write(
+            {"POSTGRES_DATABASE_URL": url}, directory=tmp_path, version=(1, 18)
+        )
+    message = str(caught.value)
+    assert message.startswith("POSTGRES_DATABASE_URL: could not log in")
+    assert "password authentication failed" in message
+    assert "wrong-password" not in message
+    assert "postgres://app:***@127.0.0.1" in message
