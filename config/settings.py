@@ -23,10 +23,16 @@ if DEBUG:
     SECRET_KEY = SECRET_KEY or "django-insecure-development-only"
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]"]
 else:
-    if len(SECRET_KEY) < 50:
+    # Django's own bar for a key (security.W009), enforced instead of warned about.
+    if (
+        len(SECRET_KEY) < 50
+        or len(set(SECRET_KEY)) < 5
+        or SECRET_KEY.startswith("django-insecure-")
+    ):
         raise ConfigError(
             "DJANGO_SECRET_KEY",
-            "is unset or shorter than 50 characters while DJANGO_DEBUG=0",
+            "is unset, shorter than 50 characters, or not random while "
+            "DJANGO_DEBUG=0",
             "set it to a long random value, e.g. the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
         )
