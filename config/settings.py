@@ -31,8 +31,7 @@ else:
     ):
         raise ConfigError(
             "DJANGO_SECRET_KEY",
-            "is unset, shorter than 50 characters, or not random while "
-            "DJANGO_DEBUG=0",
+            "is unset, shorter than 50 characters, or not random while DJANGO_DEBUG=0",
             "set it to a long random value, e.g. the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
         )

@@ -1,1 +1,1 @@
-"""Starts PostgreSQL, PgBouncer and the web server natively, for `make run` and tests."""
+"""Starts PostgreSQL, PgBouncer and the web server natively (make run, tests)."""

@@ -142,22 +142,25 @@ class Child:
             except OSError as error:
                 raise StackError(
                     f"{self.name} could not be started ({self.argv[0]}): {error}"
-                    + (f". The account {self.account.name!r} must be able to run it."
-                       if self.account.name else "")
+                    + (
+                        f". The account {self.account.name!r} must be able to run it."
+                        if self.account.name
+                        else ""
+                    )
                 ) from None
         self.wait_ready(timeout)
 
     def _popen(self, out: object) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=dict(self.env) if self.env is not None else None,
-                cwd=self.cwd,
-                start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-                **self.account.popen_kwargs(),
-            )
+            self.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(self.env) if self.env is not None else None,
+            cwd=self.cwd,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            **self.account.popen_kwargs(),
+        )
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

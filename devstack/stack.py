@@ -33,8 +33,11 @@ ADMIN_CONSOLE_USER = "pgbouncer_admin"
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip() or str(default)
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise ConfigError(name, f"{raw!r} is not a port number",
-                          f"set {name} to a number from 1 to 65535, or unset it")
+        raise ConfigError(
+            name,
+            f"{raw!r} is not a port number",
+            f"set {name} to a number from 1 to 65535, or unset it",
+        )
     return int(raw)
 
 
@@ -55,8 +58,11 @@ class StackSettings:
     def from_env(cls, env: Mapping[str, str]) -> StackSettings:
         seed = env.get("DEVSTACK_SEED_POSTS", "50").strip()
         if not seed.isdigit():
-            raise ConfigError("DEVSTACK_SEED_POSTS", f"{seed!r} is not a count",
-                              "set it to a whole number such as 50 (0: none)")
+            raise ConfigError(
+                "DEVSTACK_SEED_POSTS",
+                f"{seed!r} is not a count",
+                "set it to a whole number such as 50 (0: none)",
+            )
         return cls(
             root=Path(env.get("DEVSTACK_DIR") or PROJECT_DIR / ".devstack").resolve(),
             postgres_port=_port(env, "DEVSTACK_POSTGRES_PORT", 55432),
@@ -70,8 +76,12 @@ class StackSettings:
 
 def secrets_load(path: Path) -> dict[str, str]:
     """The stack's generated passwords: made on the first run, kept after (0600)."""
-    wanted = ("postgres_password", "app_password", "admin_console_password",
-              "django_secret_key")
+    wanted = (
+        "postgres_password",
+        "app_password",
+        "admin_console_password",
+        "django_secret_key",
+    )
     data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     if all(key in data for key in wanted):
         return data
@@ -96,30 +106,39 @@ class Stack:
         for sub in ("postgres", "pgbouncer"):
             (settings.root / sub).mkdir(exist_ok=True)
             self.account.own(settings.root / sub)
-        self.postgres = Postgres(PostgresConfig(
-            datadir=settings.root / "postgres" / "data",
-            port=settings.postgres_port,
-            superuser_password=self.secrets["postgres_password"],
-            account=self.account,
-            durable=durable,
-        ))
-        self.pgbouncer = PgBouncer(PgBouncerSetup(
-            workdir=settings.root / "pgbouncer",
-            port=settings.pgbouncer_port,
-            account=self.account,
-            variables={
-                **settings.pgbouncer_variables,
-                "POSTGRES_DATABASE_URL": self.direct_url.url(),
-                "PGBOUNCER_ADMIN_URL": self.admin_console_url.url(),
-                "ADMIN_USERS": ADMIN_CONSOLE_USER,
-                "STATS_USERS": ADMIN_CONSOLE_USER,
-            },
-        ))
+        self.postgres = Postgres(
+            PostgresConfig(
+                datadir=settings.root / "postgres" / "data",
+                port=settings.postgres_port,
+                superuser_password=self.secrets["postgres_password"],
+                account=self.account,
+                durable=durable,
+            )
+        )
+        self.pgbouncer = PgBouncer(
+            PgBouncerSetup(
+                workdir=settings.root / "pgbouncer",
+                port=settings.pgbouncer_port,
+                account=self.account,
+                variables={
+                    **settings.pgbouncer_variables,
+                    "POSTGRES_DATABASE_URL": self.direct_url.url(),
+                    "PGBOUNCER_ADMIN_URL": self.admin_console_url.url(),
+                    "ADMIN_USERS": ADMIN_CONSOLE_USER,
+                    "STATS_USERS": ADMIN_CONSOLE_USER,
+                },
+            )
+        )
 
     @property
     def direct_url(self) -> PostgresURL:
-        return PostgresURL(APP_USER, self.secrets["app_password"], "127.0.0.1",
-                           self.settings.postgres_port, APP_DB)
+        return PostgresURL(
+            APP_USER,
+            self.secrets["app_password"],
+            "127.0.0.1",
+            self.settings.postgres_port,
+            APP_DB,
+        )
 
     @property
     def pooled_url(self) -> PostgresURL:
@@ -127,8 +146,13 @@ class Stack:
 
     @property
     def admin_console_url(self) -> PostgresURL:
-        return PostgresURL(ADMIN_CONSOLE_USER, self.secrets["admin_console_password"],
-                           "127.0.0.1", self.settings.pgbouncer_port, "pgbouncer")
+        return PostgresURL(
+            ADMIN_CONSOLE_USER,
+            self.secrets["admin_console_password"],
+            "127.0.0.1",
+            self.settings.pgbouncer_port,
+            "pgbouncer",
+        )
 
     @property
     def web_url(self) -> str:
@@ -162,8 +186,13 @@ def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Chil
     s = stack.settings
     return Child(
         "gunicorn",
-        [sys.executable, "-m", "gunicorn", "-c", str(PROJECT_DIR / "config" /
-                                                      "gunicorn.py")],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(PROJECT_DIR / "config" / "gunicorn.py"),
+        ],
         log=s.root / "web.log",
         host=s.web_host,
         port=s.web_port,
@@ -174,15 +203,18 @@ def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Chil
 
 
 def _manage(*args: str, env: Mapping[str, str]) -> str:
-    return run_checked([sys.executable, str(PROJECT_DIR / "manage.py"), *args],
-                       what=f"manage.py {args[0]}", env=env)
+    return run_checked(
+        [sys.executable, str(PROJECT_DIR / "manage.py"), *args],
+        what=f"manage.py {args[0]}",
+        env=env,
+    )
 
 
 def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
     path = stack.settings.root / "stack.env"
     lines = [f"WEB_URL={stack.web_url}"] + [
-        f"{key}={env[key]}" for key in
-        ("DATABASE_URL", "DIRECT_DATABASE_URL", "PGBOUNCER_ADMIN_URL")
+        f"{key}={env[key]}"
+        for key in ("DATABASE_URL", "DIRECT_DATABASE_URL", "PGBOUNCER_ADMIN_URL")
     ]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -210,8 +242,9 @@ def _signals_stop() -> Iterator[None]:
 def run(environ: Mapping[str, str]) -> int:
     """`make run`: start everything, print where it is, stop it all on Ctrl-C."""
     settings = StackSettings.from_env(environ)
-    port_require_free(settings.web_host, settings.web_port, what="The web server",
-                      variable="WEB_PORT")
+    port_require_free(
+        settings.web_host, settings.web_port, what="The web server", variable="WEB_PORT"
+    )
     stack = Stack(settings)
     web: Child | None = None
     with _signals_stop():
@@ -231,17 +264,21 @@ def run(environ: Mapping[str, str]) -> int:
             print("Migrating over the direct connection ...")
             _manage("migrate", "--noinput", "-v", "0", env=env)
             _manage("collectstatic", "--noinput", "-v", "0", env=env)
-            _manage("seed_posts", "--if-empty", "--count", str(settings.seed_posts),
-                    env=env)
+            _manage(
+                "seed_posts", "--if-empty", "--count", str(settings.seed_posts), env=env
+            )
             # Printed at once: a later failure must not swallow a new password.
             print(f"Admin account: {_manage('admin_ensure', env=env).strip()}")
             web = web_child(stack, env, account=Account.for_servers("nobody"))
             web.start(timeout=30)
             stack_env = _stack_env_write(stack, env)
-            print(f"\nThe site:   {stack.web_url}/\nThe admin:  {stack.web_url}/admin/"
-                  f"\nConnection URLs (for psql, tools): {stack_env}\n"
-                  f"Logs: {settings.root}/*.log, pgbouncer/, postgres/\n"
-                  "Ctrl-C stops everything.", flush=True)
+            print(
+                f"\nThe site:   {stack.web_url}/\nThe admin:  {stack.web_url}/admin/"
+                f"\nConnection URLs (for psql, tools): {stack_env}\n"
+                f"Logs: {settings.root}/*.log, pgbouncer/, postgres/\n"
+                "Ctrl-C stops everything.",
+                flush=True,
+            )
             children = [web, stack.pgbouncer.child, stack.postgres.child]
             while True:
                 for child in children:
@@ -249,7 +286,8 @@ def run(environ: Mapping[str, str]) -> int:
                         raise StackError(
                             f"{child.name} stopped unexpectedly (exit "
                             f"{child.exited()}); see its log: {child.log}. "
-                            "Stopping the rest.")
+                            "Stopping the rest."
+                        )
                 time.sleep(0.5)
         except _Stop as stop:
             print(f"\n{stop}: stopping the web server, PgBouncer, PostgreSQL ...")

@@ -26,12 +26,13 @@ DIRECT_ALIAS = "direct"
 
 # Persistent connections from each gunicorn thread to PgBouncer. Reconnecting per
 # request costs a full SCRAM exchange (PgBouncer 1.18 has no fast ad-hoc SCRAM):
-# FIELD-NOTES measured 350 req/s for CONN_MAX_AGE=0 versus 700-1,800 persistent on the
-# list page; bench/ holds our own numbers. Idle client connections cost PgBouncer
-# about 2 kB each and no PostgreSQL backend, so a long lifetime is cheap.
+# bench/conn_lifetime.py measured the list page at 314 req/s with CONN_MAX_AGE=0 and
+# 661 with 600 (medians of 3 interleaved rounds, README "Measured"). An idle client
+# connection costs PgBouncer about 2 kB and no PostgreSQL backend.
 DEFAULT_CONN_MAX_AGE = 600
-# A `SELECT 1` round trip at the start of each request that reuses a connection, so a
-# restarted PgBouncer costs no failed request; bench/ measures its price.
+# A `SELECT 1` before a request reuses a connection, so a restarted PgBouncer costs no
+# failed request. Its price was lost in the noise of the same run (661 req/s with it,
+# 430 without).
 DEFAULT_CONN_HEALTH_CHECKS = True
 
 
@@ -58,8 +59,10 @@ def database_config(
     """The entry for an alias that reaches PostgreSQL through PgBouncer."""
     postgres_url_parse(url, variable=variable)
     mode = pool_mode_parse(pool_mode)
-    config: dict[str, Any] = dj_database_url.parse(
-        url, conn_max_age=conn_max_age, conn_health_checks=conn_health_checks
+    config: dict[str, Any] = dict(
+        dj_database_url.parse(
+            url, conn_max_age=conn_max_age, conn_health_checks=conn_health_checks
+        )
     )
     options = config.setdefault("OPTIONS", {})
     if mode != "session":
@@ -83,7 +86,7 @@ def direct_database_config(
     rare work, and every one of them costs a PostgreSQL backend.
     """
     postgres_url_parse(url, variable=variable)
-    config: dict[str, Any] = dj_database_url.parse(url, conn_max_age=0)
+    config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
     config["PGBOUNCER"] = {"direct_for": pooled_alias}
     # Under test the direct alias is the pooled one's database, not a second copy.
     config["TEST"] = {"MIRROR": pooled_alias}

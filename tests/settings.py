@@ -10,6 +10,6 @@ import os
 os.environ.setdefault("DATABASE_URL", "postgres://app:unset@127.0.0.1:9/app")
 os.environ.setdefault("DIRECT_DATABASE_URL", "postgres://app:unset@127.0.0.1:9/app")
 
-from config.settings import *  # noqa: E402, F403
+from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins

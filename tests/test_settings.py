@@ -23,7 +23,10 @@ def manage(*args, **env):
     base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     return subprocess.run(
         [sys.executable, str(PROJECT_DIR / "manage.py"), *args],
-        capture_output=True, text=True, check=False, cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT_DIR,
         env={**base, **env},
     )
 
@@ -36,8 +39,10 @@ def test_production_check_deploy_is_clean():
 
 @pytest.mark.parametrize(
     ("missing", "variable"),
-    [("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY"),
-     ("DJANGO_ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS")],
+    [
+        ("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY"),
+        ("DJANGO_ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"),
+    ],
 )
 def test_production_refuses_to_start_without(missing, variable):
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
@@ -48,7 +53,8 @@ def test_production_refuses_to_start_without(missing, variable):
 
 
 @pytest.mark.parametrize(
-    "key", ["short-secret", "k" * 60, "django-insecure-" + "abcdefghij" * 5],
+    "key",
+    ["short-secret", "k" * 60, "django-insecure-" + "abcdefghij" * 5],
     ids=["short", "repetitive", "django-insecure"],
 )
 def test_weak_secret_key_is_refused_without_echoing_it(key):
@@ -71,7 +77,8 @@ def test_malformed_site_variables_are_named(variable, value):
 
 def test_plain_http_mode_for_loopback():
     result = manage(
-        "shell", "-c",
+        "shell",
+        "-c",
         "from django.conf import settings as s;"
         "print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE)",
         **{**PRODUCTION, "DJANGO_HTTPS": "0"},

@@ -70,13 +70,15 @@ def test_200_concurrent_requests_stay_within_the_pool(
         done.set()
         sampler.join()
     assert [status for status, _ in results] == [200] * 200
-    clients = [c for c in console_rows(admin_console, "SHOW CLIENTS")
-               if c["database"] == "app"]
+    clients = [
+        c for c in console_rows(admin_console, "SHOW CLIENTS") if c["database"] == "app"
+    ]
     # More clients than server connections: the pool multiplexed them.
     assert len(clients) > POOL_SIZE
     assert 1 <= peak["backends"] <= POOL_SIZE
-    servers = [s for s in console_rows(admin_console, "SHOW SERVERS")
-               if s["database"] == "app"]
+    servers = [
+        s for s in console_rows(admin_console, "SHOW SERVERS") if s["database"] == "app"
+    ]
     assert len(servers) <= POOL_SIZE
 
 

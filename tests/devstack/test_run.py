@@ -32,13 +32,20 @@ def reachable_by_nobody(path: Path) -> bool:
 class Run:
     def __init__(self, root: Path, ports: dict[str, int]):
         self.root, self.ports = root, ports
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DJANGO_", "DATABASE_URL", "DIRECT_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "DATABASE_URL", "DIRECT_"))
+        }
         env |= {"DEVSTACK_DIR": str(root), "DEVSTACK_SEED_POSTS": "7"}
         env |= {k: str(v) for k, v in ports.items()}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack"], cwd=PROJECT_DIR, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "devstack"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
 
@@ -66,11 +73,15 @@ class Run:
 
 def test_run_serves_stops_and_keeps_data():
     if not reachable_by_nobody(PROJECT_DIR):
-        pytest.skip(f"as root the web server runs as nobody, who cannot reach "
-                    f"{PROJECT_DIR}")
+        pytest.skip(
+            f"as root the web server runs as nobody, who cannot reach {PROJECT_DIR}"
+        )
     root = scratch_dir("test-run-")
-    ports = {"DEVSTACK_POSTGRES_PORT": port_pick(),
-             "DEVSTACK_PGBOUNCER_PORT": port_pick(), "WEB_PORT": port_pick()}
+    ports = {
+        "DEVSTACK_POSTGRES_PORT": port_pick(),
+        "DEVSTACK_PGBOUNCER_PORT": port_pick(),
+        "WEB_PORT": port_pick(),
+    }
     first = Run(root, ports)
     try:
         output = first.wait_ready()
@@ -84,8 +95,12 @@ def test_run_serves_stops_and_keeps_data():
         stack_env = dict(
             line.split("=", 1) for line in (root / "stack.env").read_text().split()
         )
-        assert set(stack_env) == {"WEB_URL", "DATABASE_URL", "DIRECT_DATABASE_URL",
-                                  "PGBOUNCER_ADMIN_URL"}
+        assert set(stack_env) == {
+            "WEB_URL",
+            "DATABASE_URL",
+            "DIRECT_DATABASE_URL",
+            "PGBOUNCER_ADMIN_URL",
+        }
         assert f":{ports['DEVSTACK_PGBOUNCER_PORT']}/app" in stack_env["DATABASE_URL"]
         assert oct((root / "stack.env").stat().st_mode & 0o777) == "0o600"
     finally:
@@ -114,10 +129,17 @@ def test_run_serves_stops_and_keeps_data():
 )
 def test_run_rejects_bad_variables(variable, value, message):
     result = subprocess.run(
-        [sys.executable, "-m", "devstack"], cwd=PROJECT_DIR, capture_output=True,
-        text=True, env={**os.environ, variable: value,
-                        "DEVSTACK_DIR": str(scratch_dir("test-run-bad-"))},
-        check=False, timeout=60,
+        [sys.executable, "-m", "devstack"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            variable: value,
+            "DEVSTACK_DIR": str(scratch_dir("test-run-bad-")),
+        },
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 1
     assert message in result.stderr
@@ -132,10 +154,17 @@ def test_run_reports_a_port_in_use():
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "devstack"], cwd=PROJECT_DIR, capture_output=True,
-            text=True, env={**os.environ, "WEB_PORT": str(port),
-                            "DEVSTACK_DIR": str(scratch_dir("test-run-busy-"))},
-            check=False, timeout=60,
+            [sys.executable, "-m", "devstack"],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "WEB_PORT": str(port),
+                "DEVSTACK_DIR": str(scratch_dir("test-run-busy-")),
+            },
+            check=False,
+            timeout=60,
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port}: the port is in use" in result.stderr

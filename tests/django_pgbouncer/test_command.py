@@ -14,9 +14,19 @@ SECRET = "Sup3r-s3cret-pw"
 def command(tmp_path, **env):
     base = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_DATABASE_URL",)}
     return subprocess.run(
-        [sys.executable, str(PROJECT_DIR / "manage.py"), "pgbouncer_config",
-         "--output-dir", str(tmp_path), "--pgbouncer-version", "1.18"],
-        capture_output=True, text=True, env={**base, **env}, check=False,
+        [
+            sys.executable,
+            str(PROJECT_DIR / "manage.py"),
+            "pgbouncer_config",
+            "--output-dir",
+            str(tmp_path),
+            "--pgbouncer-version",
+            "1.18",
+        ],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        check=False,
         cwd=PROJECT_DIR,
     )
 
@@ -24,20 +34,45 @@ def command(tmp_path, **env):
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db:notaport/app"},
-         "POSTGRES_DATABASE_URL"),
-        ({"POSTGRES_DATABASE_URL": f"mysql://app:{SECRET}@db/app"},
-         "POSTGRES_DATABASE_URL"),
-        ({"POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db/app",
-          "POOL_MODE": "fast"}, "POOL_MODE"),
-        ({"POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db/app",
-          "DEFAULT_POOL_SIZE": "twenty"}, "DEFAULT_POOL_SIZE"),
-        ({"POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db/app",
-          "MAX_PREPARED_STATEMENTS": "10"}, "MAX_PREPARED_STATEMENTS"),
+        (
+            {"POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db:notaport/app"},
+            "POSTGRES_DATABASE_URL",
+        ),
+        (
+            {"POSTGRES_DATABASE_URL": f"mysql://app:{SECRET}@db/app"},
+            "POSTGRES_DATABASE_URL",
+        ),
+        (
+            {
+                "POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db/app",
+                "POOL_MODE": "fast",
+            },
+            "POOL_MODE",
+        ),
+        (
+            {
+                "POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db/app",
+                "DEFAULT_POOL_SIZE": "twenty",
+            },
+            "DEFAULT_POOL_SIZE",
+        ),
+        (
+            {
+                "POSTGRES_DATABASE_URL": f"postgres://app:{SECRET}@db/app",
+                "MAX_PREPARED_STATEMENTS": "10",
+            },
+            "MAX_PREPARED_STATEMENTS",
+        ),
         ({}, "POSTGRES_DATABASE_URL"),
     ],
-    ids=["bad-port", "bad-scheme", "bad-pool-mode", "non-numeric-size",
-         "too-new-for-1.18", "missing-upstream"],
+    ids=[
+        "bad-port",
+        "bad-scheme",
+        "bad-pool-mode",
+        "non-numeric-size",
+        "too-new-for-1.18",
+        "missing-upstream",
+    ],
 )
 def test_malformed_variable_exits_nonzero_naming_it(tmp_path, env, variable):
     result = command(tmp_path, **env)
@@ -53,9 +88,15 @@ def test_malformed_variable_exits_nonzero_naming_it(tmp_path, env, variable):
 def test_bad_site_settings_exit_cleanly(tmp_path):
     result = subprocess.run(
         [sys.executable, str(PROJECT_DIR / "manage.py"), "check"],
-        capture_output=True, text=True, check=False, cwd=PROJECT_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings",
-             "DATABASE_URL": f"postgres://app:{SECRET}@pgbouncer:x/app"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": f"postgres://app:{SECRET}@pgbouncer:x/app",
+        },
     )
     assert result.returncode != 0
     assert "DATABASE_URL: the port is not a number" in result.stderr

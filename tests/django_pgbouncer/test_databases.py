@@ -47,7 +47,7 @@ def test_unknown_pool_mode_is_refused():
 
 
 def test_bad_url_names_its_variable():
-    with pytest.raises(ConfigError, match="^DATABASE_URL: "):
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL: "):
         database_config(url="postgres://app:pw@h")
 
 

@@ -12,7 +12,14 @@ SECRET = "s3cr3t-pw"
         ("postgresql://u:pw@h/db", "u", "pw", "h", 5432, "db"),
         ("postgres://u:p%40ss@h/db", "u", "p@ss", "h", 5432, "db"),
         ("postgres://u:p@ss@h/db", "u", "p@ss", "h", 5432, "db"),
-        ("postgres://u:a%3Ab%2Fc%2Ad%25e%23f@h/db", "u", "a:b/c*d%e#f", "h", 5432, "db"),
+        (
+            "postgres://u:a%3Ab%2Fc%2Ad%25e%23f@h/db",
+            "u",
+            "a:b/c*d%e#f",
+            "h",
+            5432,
+            "db",
+        ),
         ("postgres://u:*star*@h/db", "u", "*star*", "h", 5432, "db"),
         ("postgres://us%20er:pw@h/my%2Ddb", "us er", "pw", "h", 5432, "my-db"),
         ("postgres://u@h/db", "u", "", "h", 5432, "db"),
@@ -20,14 +27,26 @@ SECRET = "s3cr3t-pw"
         ("postgres://u:pw@h/db?sslmode=require", "u", "pw", "h", 5432, "db"),
     ],
     ids=[
-        "plain", "default-port", "encoded-at", "raw-at", "every-reserved",
-        "stars", "encoded-user-and-name", "no-password", "ipv6", "query-not-in-name",
+        "plain",
+        "default-port",
+        "encoded-at",
+        "raw-at",
+        "every-reserved",
+        "stars",
+        "encoded-user-and-name",
+        "no-password",
+        "ipv6",
+        "query-not-in-name",
     ],
 )
 def test_parse(url, user, password, host, port, name):
     parsed = postgres_url_parse(url, variable="X")
     assert (parsed.user, parsed.password, parsed.host, parsed.port, parsed.name) == (
-        user, password, host, port, name,
+        user,
+        password,
+        host,
+        port,
+        name,
     )
 
 
@@ -52,8 +71,16 @@ def test_query_parameters_are_kept_apart_from_the_name():
         ("postgres://u:s3cr3t-pw@h/db\n", "line break"),
     ],
     ids=[
-        "empty", "wrong-scheme", "no-scheme", "port-word", "port-range",
-        "raw-hash-in-password", "no-host", "no-user", "no-name", "empty-name",
+        "empty",
+        "wrong-scheme",
+        "no-scheme",
+        "port-word",
+        "port-range",
+        "raw-hash-in-password",
+        "no-host",
+        "no-user",
+        "no-name",
+        "empty-name",
         "newline",
     ],
 )

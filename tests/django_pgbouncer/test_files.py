@@ -98,7 +98,10 @@ def test_a_bad_start_keeps_the_last_good_files(stack, tmp_path, env):
     assert (ini.read_text(), userlist.read_text()) == before
     assert stack.secrets["app_password"] not in str(caught.value)
     assert "wrong-password" not in str(caught.value)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgbouncer.ini", "userlist.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "pgbouncer.ini",
+        "userlist.txt",
+    ]
 
 
 def test_wrong_password_is_reported_without_it(stack, tmp_path):

@@ -87,7 +87,9 @@ def test_edoburu_db_variables_work_without_a_url():
     env = {"DB_HOST": "db", "DB_USER": "u", "DB_PASSWORD": "pw", "DB_NAME": "n"}
     config, text = render(env)
     assert (config.upstream.host, config.upstream.user, config.upstream.name) == (
-        "db", "u", "n",
+        "db",
+        "u",
+        "n",
     )
     assert "n = host='db'" in text
 
@@ -134,7 +136,7 @@ def test_malformed_variable_is_named_with_its_fix(variable, value, problem):
 
 
 def test_missing_upstream_says_what_to_set():
-    with pytest.raises(ConfigError, match="^POSTGRES_DATABASE_URL: is not set"):
+    with pytest.raises(ConfigError, match=r"^POSTGRES_DATABASE_URL: is not set"):
         render({"POOL_MODE": "transaction"})
 
 
@@ -162,15 +164,18 @@ def test_every_setting_has_an_uppercase_variable():
 
 @pytest.mark.parametrize(
     ("text", "version"),
-    [("1.18.0", (1, 18)), ("PgBouncer 1.18.0\nlibevent 2.1", (1, 18)),
-     ("v1.25.2-p0", (1, 25))],
+    [
+        ("1.18.0", (1, 18)),
+        ("PgBouncer 1.18.0\nlibevent 2.1", (1, 18)),
+        ("v1.25.2-p0", (1, 25)),
+    ],
 )
 def test_version_parse(text, version):
     assert version_parse(text) == version
 
 
 def test_version_parse_refuses_nonsense():
-    with pytest.raises(ConfigError, match="^PGBOUNCER_VERSION: "):
+    with pytest.raises(ConfigError, match=r"^PGBOUNCER_VERSION: "):
         version_parse("latest")
 
 
