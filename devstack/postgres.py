@@ -102,7 +102,6 @@ class Postgres:
         )
         if not (cfg.datadir / "PG_VERSION").exists():
             self._initdb()
-        (cfg.datadir / "postmaster.pid").unlink(missing_ok=True)  # left by a kill -9
         settings = {
             "listen_addresses": cfg.host,
             "port": str(cfg.port),

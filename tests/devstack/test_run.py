@@ -119,6 +119,36 @@ def test_run_serves_stops_and_keeps_data():
         assert second.stop() == 0
 
 
+def test_run_stops_everything_when_a_child_dies():
+    if not reachable_by_nobody(PROJECT_DIR):
+        pytest.skip(
+            f"as root the web server runs as nobody, who cannot reach {PROJECT_DIR}"
+        )
+    root = scratch_dir("test-run-crash-")
+    ports = {
+        "DEVSTACK_POSTGRES_PORT": port_pick(),
+        "DEVSTACK_PGBOUNCER_PORT": port_pick(),
+        "WEB_PORT": port_pick(),
+    }
+    run = Run(root, ports)
+    run.wait_ready()
+    pgbouncer = subprocess.run(
+        ["pgrep", "-f", f"pgbouncer {root}/pgbouncer/pgbouncer.ini"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(pgbouncer) == 1
+    os.kill(int(pgbouncer[0]), signal.SIGKILL)
+    assert run.proc.wait(60) == 1
+    assert run.stop() == 1
+    output = "".join(run.lines)
+    assert "PgBouncer stopped unexpectedly" in output
+    assert "Traceback" not in output
+    for port in ports.values():
+        assert port_free("127.0.0.1", port), f"port {port} still in use"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
