@@ -18,10 +18,11 @@ from .pgbouncer_ini import (
     Version,
     ini_render,
     pgbouncer_config_from_env,
+    userlist_parse,
     userlist_render,
     version_parse,
 )
-from .scram import scram_verifier
+from .scram import scram_verifier, scram_verifier_matches
 
 __all__ = [
     "pgbouncer_binary",
@@ -114,7 +115,15 @@ def pgbouncer_files_write(
     config = pgbouncer_config_from_env(
         env, version=version, auth_file=str(userlist.resolve())
     )
-    verifiers = {name: scram_verifier(password) for name, password in config.users}
+    # A verifier that still matches its password is kept: a PgBouncer that has not
+    # re-read its files yet holds it, and a new salt would break its server logins.
+    previous = userlist_parse(userlist.read_text()) if userlist.exists() else {}
+    verifiers = {
+        name: previous[name]
+        if scram_verifier_matches(password, previous.get(name, ""))
+        else scram_verifier(password)
+        for name, password in config.users
+    }
     ini_text, userlist_text = ini_render(config), userlist_render(verifiers)
     server_verifier_set(config.upstream, verifiers[config.upstream.user])
     _write_private(userlist, userlist_text)

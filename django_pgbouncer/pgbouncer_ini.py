@@ -23,6 +23,7 @@ __all__ = [
     "Setting",
     "ini_render",
     "pgbouncer_config_from_env",
+    "userlist_parse",
     "userlist_render",
     "version_parse",
 ]
@@ -303,6 +304,20 @@ def ini_render(config: PgBouncerConfig) -> str:
     ]
     lines += [f"{key} = {value}" for key, value in config.settings]
     return "\n".join(lines) + "\n"
+
+
+_USERLIST_LINE = re.compile(r'^"((?:[^"]|"")*)"\s+"((?:[^"]|"")*)"')
+
+
+def userlist_parse(text: str) -> dict[str, str]:
+    """user name -> secret, from the text of a `userlist.txt`."""
+    entries = {}
+    for line in text.splitlines():
+        match = _USERLIST_LINE.match(line.strip())
+        if match:
+            name, secret = (g.replace('""', '"') for g in match.groups())
+            entries[name] = secret
+    return entries
 
 
 def userlist_render(verifiers: Mapping[str, str]) -> str:

@@ -115,3 +115,19 @@ def test_wrong_password_is_reported_without_it(stack, tmp_path):
     assert "password authentication failed" in message
     assert "wrong-password" not in message
     assert "postgres://app:***@127.0.0.1" in message
+
+
+def test_a_second_render_keeps_the_verifier_while_the_password_stays(
+    stack, superuser_conn, tmp_path
+):
+    superuser_conn.execute("CREATE ROLE rerender LOGIN PASSWORD 'other-pw'")
+    env = {"POSTGRES_DATABASE_URL": stack.direct_url.url()}
+    _, userlist = pgbouncer_files_write(env, directory=tmp_path, version=(1, 18))
+    first = userlist.read_text()
+    pgbouncer_files_write(env, directory=tmp_path, version=(1, 18))
+    assert userlist.read_text() == first
+    other = stack.direct_url.with_(user="rerender", password="other-pw").url()
+    pgbouncer_files_write(
+        {"POSTGRES_DATABASE_URL": other}, directory=tmp_path, version=(1, 18)
+    )
+    assert userlist.read_text() != first

@@ -9,10 +9,11 @@ from django_pgbouncer.pgbouncer_ini import (
     SETTINGS,
     ini_render,
     pgbouncer_config_from_env,
+    userlist_parse,
     userlist_render,
     version_parse,
 )
-from django_pgbouncer.scram import scram_verifier
+from django_pgbouncer.scram import scram_verifier, scram_verifier_matches
 
 SECRET = "hunter2-s3cret"
 UPSTREAM = f"postgres://app:{SECRET}@db:5432/app"
@@ -188,3 +189,25 @@ def test_userlist_quotes_names_and_holds_verifiers_only():
 
 def test_verifiers_are_salted_afresh():
     assert scram_verifier("pw") != scram_verifier("pw")
+
+
+def test_userlist_round_trips():
+    verifiers = {'we"ird': scram_verifier("a"), "app": scram_verifier("b")}
+    assert userlist_parse(userlist_render(verifiers)) == verifiers
+
+
+@pytest.mark.parametrize(
+    ("password", "verifier_of", "matches"),
+    [
+        ("pw", "pw", True),
+        ("pw", "pW", False),
+        ("ünï", "ünï", True),
+        ("pw", None, False),
+    ],
+    ids=["same", "other-password", "unicode", "not-a-verifier"],
+)
+def test_verifier_matches_its_password_whatever_the_salt(
+    password, verifier_of, matches
+):
+    verifier = scram_verifier(verifier_of) if verifier_of else "md5abc"
+    assert scram_verifier_matches(password, verifier) is matches

@@ -1,0 +1,600 @@
+"""The container deployment, checked without a Docker engine.
+
+deploy/docker-compose.yaml, deploy/Dockerfile, deploy/entrypoint.sh and .env.example
+are read as data and held against the code that runs in the containers: the
+settings, gunicorn's config and PgBouncer's renderer. Each mismatch found here is a
+stack that `docker compose up` would not start, or would start wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from django_pgbouncer.dburl import postgres_url_parse
+from django_pgbouncer.files import INI_NAME, USERLIST_NAME
+from django_pgbouncer.pgbouncer_ini import (
+    SETTINGS,
+    PgBouncerConfig,
+    ini_render,
+    pgbouncer_config_from_env,
+    version_parse,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yaml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+SERVICES = ("db", "pgbouncer-config", "pgbouncer", "web")
+CONFIG_VOLUME = "pgbouncer_config"
+# Read by the postgres image, not by our code.
+POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+# PostgreSQL's max_connections (100) less superuser_reserved_connections (3).
+POSTGRES_CONNECTIONS = 97
+
+# `NAME=value` sets a variable; `# NAME=value` documents one left unset.
+VARIABLE_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
+_NAME = r"""["']([A-Z][A-Z0-9_]*)["']"""
+ENV_READS = (
+    re.compile(rf"\benv_(?:str|bool|int|list)\(\s*{_NAME}"),
+    re.compile(rf"\b(?:os\.environ|env)\.get\(\s*{_NAME}"),
+    re.compile(rf"\b(?:os\.environ|env)\[\s*{_NAME}\s*\]"),
+    re.compile(rf"\bos\.getenv\(\s*{_NAME}"),
+)
+
+
+# --- Reading the files --------------------------------------------------------------
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return loaded
+
+
+def service(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = compose()["services"][name]
+    return found
+
+
+def env_example_lines() -> list[str]:
+    return ENV_EXAMPLE.read_text().splitlines()
+
+
+def env_example() -> dict[str, str]:
+    """The variables .env.example sets, as the containers get them from ../.env."""
+    matches = (VARIABLE_LINE.match(line) for line in env_example_lines())
+    return {m[2]: m[3] for m in matches if m and not m[1]}
+
+
+def env_example_documented() -> list[str]:
+    """Every variable .env.example names, set or commented out, in file order."""
+    matches = (VARIABLE_LINE.match(line) for line in env_example_lines())
+    return [m[2] for m in matches if m]
+
+
+def service_env(name: str) -> dict[str, str]:
+    """A service's environment: the env file, then its `environment:` on top."""
+    svc = service(name)
+    environment = svc.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    base = env_example() if svc.get("env_file") else {}
+    return {**base, **{key: str(value) for key, value in environment.items()}}
+
+
+def mount_point(name: str, volume: str) -> str | None:
+    for entry in service(name).get("volumes", []):
+        if isinstance(entry, dict):
+            source, target = entry.get("source"), entry.get("target")
+        else:
+            source, target = entry.split(":")[:2]
+        if source == volume:
+            return target
+    return None
+
+
+def image_name_and_tag(image: str) -> tuple[str, str]:
+    head, _, last = image.split("@", 1)[0].rpartition("/")
+    name, _, tag = last.partition(":")
+    return (f"{head}/{name}" if head else name), tag
+
+
+def healthcheck_command(name: str) -> str:
+    test = service(name)["healthcheck"]["test"]
+    if isinstance(test, str):
+        return test
+    kind, *args = test
+    assert kind in ("CMD", "CMD-SHELL"), test
+    return " ".join(args)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = (line.strip() for line in text.splitlines())
+    pairs = (line.partition(" ") for line in lines if line and line[0] != "#")
+    return [(keyword.upper(), rest.strip()) for keyword, _, rest in pairs]
+
+
+def entrypoint_default(pattern: str) -> str:
+    match = re.search(pattern, ENTRYPOINT.read_text())
+    assert match, f"{pattern!r} not found in {ENTRYPOINT.name}"
+    return match[1]
+
+
+def pgbouncer_release() -> tuple[int, int, int]:
+    _, tag = image_name_and_tag(service("pgbouncer")["image"])
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(-p\d+)?", tag)
+    assert match, f"edoburu/pgbouncer tag {tag!r} names no PgBouncer release"
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def output_dir() -> str:
+    return entrypoint_default(r"--output-dir\s+(\S+)")
+
+
+def rendered_config() -> PgBouncerConfig:
+    """What the pgbouncer-config job would render from .env.example."""
+    # The job's version comes from the entry point, parsed as the command parses it.
+    version = version_parse(entrypoint_default(r"PGBOUNCER_VERSION:-([0-9.]+)"))
+    return pgbouncer_config_from_env(
+        service_env("pgbouncer-config"),
+        version=version,
+        auth_file=f"{output_dir()}/{USERLIST_NAME}",
+    )
+
+
+def variables_read(*places: str) -> set[str]:
+    """Names of the environment variables the Python files in `places` read."""
+    names: set[str] = set()
+    for place in places:
+        root = ROOT / place
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            text = path.read_text()
+            for pattern in ENV_READS:
+                names.update(pattern.findall(text))
+    return names
+
+
+CODE_VARIABLES = sorted(
+    variables_read("config", "django_pgbouncer") | {s.variable for s in SETTINGS}
+)
+
+
+# --- docker-compose.yaml --------------------------------------------------------------
+
+
+def test_compose_has_the_four_services_and_no_version_key():
+    assert "version" not in compose()
+    assert set(compose()["services"]) == set(SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_reads_the_env_file_at_the_repository_root(name):
+    entries = service(name).get("env_file", [])
+    entries = [entries] if isinstance(entries, str | dict) else entries
+    paths = [e["path"] if isinstance(e, dict) else e for e in entries]
+    resolved = {(COMPOSE_FILE.parent / path).resolve() for path in paths}
+    assert ROOT / ".env" in resolved
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_image_is_pinned(name):
+    image = service(name).get("image")
+    assert image, f"{name} names no image"
+    _, tag = image_name_and_tag(image)
+    assert tag, f"{image}: no tag means latest"
+    assert tag != "latest"
+    if "build" not in service(name):
+        assert re.search(r"\d+\.\d+", tag), f"{image}: a moving major-version tag"
+
+
+def test_web_and_config_job_build_the_same_image():
+    web, job = service("web"), service("pgbouncer-config")
+    assert web["image"] == job["image"]
+    for build in (web["build"], job["build"]):
+        context = COMPOSE_FILE.parent / build["context"]
+        assert context.resolve() == ROOT
+        # Compose reads `dockerfile` relative to the context.
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE
+
+
+def test_pgbouncer_image_is_edoburu_with_the_cve_fixes():
+    name, _ = image_name_and_tag(service("pgbouncer")["image"])
+    assert name == "edoburu/pgbouncer"
+    assert pgbouncer_release() >= (1, 25, 2)  # CVE-2026-6664..6667
+
+
+def test_renderer_writes_for_the_pgbouncer_that_runs():
+    release = ".".join(map(str, pgbouncer_release()))
+    assert entrypoint_default(r"PGBOUNCER_VERSION:-([0-9.]+)") == release
+    assert env_example().get("PGBOUNCER_VERSION", release) == release
+
+
+def test_pgbouncer_healthcheck_queries_postgres_through_pgbouncer():
+    command = healthcheck_command("pgbouncer")
+    assert "pg_isready" not in command  # answers with the database down
+    assert re.search(r"\bpsql\b.*select 1", command, re.IGNORECASE)
+    assert "$$DATABASE_URL" in command
+    assert "PGCONNECT_TIMEOUT=" in command or "connect_timeout" in command
+    url = postgres_url_parse(service_env("pgbouncer")["DATABASE_URL"], variable="x")
+    assert url.host == "pgbouncer"
+
+
+@pytest.mark.parametrize("name", ["db", "pgbouncer"])
+def test_healthcheck_leaves_variables_to_the_container(name):
+    # A single $ is filled in by compose on the host, when the file is read.
+    assert "$" not in healthcheck_command(name).replace("$$", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "dependency", "condition"),
+    [
+        ("pgbouncer-config", "db", "service_healthy"),
+        ("pgbouncer", "db", "service_healthy"),
+        ("pgbouncer", "pgbouncer-config", "service_completed_successfully"),
+        ("web", "db", "service_healthy"),
+        ("web", "pgbouncer", "service_healthy"),
+    ],
+    ids=[
+        "config-job-after-db-healthy",
+        "pgbouncer-after-db-healthy",
+        "pgbouncer-after-config-job-done",
+        "web-after-db-healthy",
+        "web-after-pgbouncer-healthy",
+    ],
+)
+def test_start_order(name, dependency, condition):
+    depends_on = service(name).get("depends_on", {})
+    assert isinstance(depends_on, dict), f"{name}: short depends_on waits for nothing"
+    assert depends_on.get(dependency, {}).get("condition") == condition
+
+
+def test_every_awaited_health_has_a_healthcheck():
+    for name in SERVICES:
+        for dependency, rule in (service(name).get("depends_on") or {}).items():
+            if rule.get("condition") != "service_healthy":
+                continue
+            check = service(dependency).get("healthcheck", {})
+            assert check.get("test"), f"{name} waits on {dependency}'s health"
+            assert not check.get("disable"), f"{name} waits on {dependency}'s health"
+
+
+def test_config_job_runs_once_and_servers_come_back():
+    assert service("pgbouncer-config")["restart"] == "no"  # quoted: YAML reads no
+    for name in ("db", "pgbouncer", "web"):
+        assert service(name)["restart"] in ("unless-stopped", "always"), name
+
+
+def test_named_volumes_are_declared_and_mounted():
+    declared = set(compose().get("volumes") or {})
+    assert {"postgres_data", CONFIG_VOLUME} <= declared
+    for name in SERVICES:
+        for entry in service(name).get("volumes", []):
+            source = entry["source"] if isinstance(entry, dict) else entry.split(":")[0]
+            if not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} mounts undeclared {source}"
+    assert mount_point("db", "postgres_data") == "/var/lib/postgresql/data"
+
+
+def test_pgbouncer_reads_the_files_the_job_writes():
+    directory = output_dir()
+    assert mount_point("pgbouncer-config", CONFIG_VOLUME) == directory
+    assert mount_point("pgbouncer", CONFIG_VOLUME) == directory
+    assert service("pgbouncer")["entrypoint"] == [
+        "pgbouncer",
+        f"{directory}/{INI_NAME}",
+    ]
+
+
+def test_pgbouncer_runs_as_the_owner_of_its_files():
+    job_user, pgbouncer_user = (
+        service(n).get("user") for n in ("pgbouncer-config", "pgbouncer")
+    )
+    assert job_user == pgbouncer_user
+    assert job_user not in (None, "0", "0:0", "root")
+    owners: dict[str, str] = {}
+    for keyword, args in dockerfile_instructions():
+        if keyword == "RUN":
+            for uid, gid, path in re.findall(
+                r"install\s+-d\s+-o\s+(\d+)\s+-g\s+(\d+)\s+(?:-m\s+\d+\s+)?(\S+)", args
+            ) + re.findall(r"chown\s+(\d+):(\d+)\s+(\S+)", args):
+                owners[path] = f"{uid}:{gid}"
+    # A fresh named volume takes the owner of the image's directory it is mounted on.
+    assert owners.get(output_dir()) == job_user
+
+
+@pytest.mark.parametrize("name", ["db", "pgbouncer", "pgbouncer-config"])
+def test_database_ports_stay_inside_the_compose_network(name):
+    assert "ports" not in service(name)
+
+
+def gunicorn_settings(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """config/gunicorn.py evaluated with the web service's environment."""
+    env = service_env("web")
+    for variable in variables_read("config/gunicorn.py"):
+        if variable in env:
+            monkeypatch.setenv(variable, env[variable])
+        else:
+            monkeypatch.delenv(variable, raising=False)
+    return runpy.run_path(str(ROOT / "config" / "gunicorn.py"))
+
+
+def test_web_listens_where_compose_publishes(monkeypatch):
+    host, _, port = gunicorn_settings(monkeypatch)["bind"].rpartition(":")
+    assert host == "0.0.0.0"  # noqa: S104 - inside the container, for the port map
+    (published,) = service("web")["ports"]
+    assert str(published).split(":")[-1].split("/")[0] == port
+    exposed = [
+        args for keyword, args in dockerfile_instructions() if keyword == "EXPOSE"
+    ]
+    assert port in " ".join(exposed).split()
+
+
+# --- .env.example ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "host", "port_from"),
+    [
+        ("DATABASE_URL", "pgbouncer", "listen_port"),
+        ("DIRECT_DATABASE_URL", "db", None),
+        ("POSTGRES_DATABASE_URL", "db", None),
+    ],
+)
+def test_url_reaches_its_server_as_the_postgres_role(variable, host, port_from):
+    env = env_example()
+    url = postgres_url_parse(env[variable], variable=variable)
+    assert url.host == host
+    expected_port = rendered_config().setting(port_from) if port_from else "5432"
+    assert str(url.port) == expected_port
+    assert (url.user, url.password, url.name) == (
+        env["POSTGRES_USER"],
+        env["POSTGRES_PASSWORD"],
+        env["POSTGRES_DB"],
+    )
+
+
+def test_admin_console_url_is_a_pgbouncer_admin():
+    config = rendered_config()
+    url = postgres_url_parse(env_example()["PGBOUNCER_ADMIN_URL"], variable="x")
+    assert (url.host, str(url.port), url.name) == (
+        "pgbouncer",
+        config.setting("listen_port"),
+        "pgbouncer",
+    )
+    admins = f"{config.setting('admin_users')}, {config.setting('stats_users')}"
+    assert url.user in admins.split(", ")
+    assert url.user in dict(config.users)  # so it can log in
+
+
+def test_scanner_sees_each_kind_of_read():
+    assert {
+        "DJANGO_SECRET_KEY",  # env_str("...") in settings
+        "WEB_PORT",  # os.environ.get('...') in gunicorn.py
+        "PGBOUNCER_VERSION",  # os.environ.get("...") in the command
+        "POSTGRES_DATABASE_URL",  # env.get("...") in the renderer
+        "DB_HOST",  # env["..."] in the renderer
+        "SCRAM_ITERATIONS",  # the SETTINGS table
+    } <= set(CODE_VARIABLES)
+
+
+@pytest.mark.parametrize("variable", CODE_VARIABLES)
+def test_variable_is_documented(variable):
+    assert variable in env_example_documented()
+
+
+def test_env_example_names_no_unknown_variable():
+    known = set(CODE_VARIABLES) | POSTGRES_IMAGE_VARIABLES
+    assert sorted(set(env_example_documented()) - known) == []
+
+
+def test_each_variable_is_documented_once_under_its_own_comment():
+    names = env_example_documented()
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    bare = [
+        line
+        for previous, line in itertools.pairwise(["", *env_example_lines()])
+        if VARIABLE_LINE.match(line)
+        and (not previous.startswith("#") or VARIABLE_LINE.match(previous))
+    ]
+    assert bare == []
+
+
+def test_env_example_values_read_the_same_in_compose_and_a_shell():
+    for name, value in env_example().items():
+        assert value == value.strip(), name
+        assert value[:1] not in ("'", '"'), name
+        assert "$" not in value, name
+        assert " #" not in value, name
+
+
+def test_rendered_pgbouncer_ini_passes_the_renderer():
+    config = rendered_config()
+    ini = ini_render(config)
+    assert config.setting("listen_addr") == "0.0.0.0"  # noqa: S104 - in its container
+    assert config.setting("pool_mode") == "transaction"
+    assert config.setting("auth_type") == "scram-sha-256"
+    auth_file = re.search(r"^auth_file = (.+)$", ini, re.MULTILINE)
+    assert auth_file
+    for name in ("pgbouncer-config", "pgbouncer"):
+        mount = mount_point(name, CONFIG_VOLUME)
+        assert mount
+        assert Path(auth_file[1]).parent == Path(mount), name
+    assert env_example()["POSTGRES_PASSWORD"] not in ini
+
+
+def test_pool_sizes_fit_the_web_server_and_postgres(monkeypatch):
+    gunicorn = gunicorn_settings(monkeypatch)
+    config = rendered_config()
+    max_client_conn = int(config.setting("max_client_conn") or 100)
+    pool_size = int(config.setting("default_pool_size") or 20)
+    max_db = int(config.setting("max_db_connections") or POSTGRES_CONNECTIONS)
+    # Each gunicorn thread keeps one connection to PgBouncer (CONN_MAX_AGE).
+    assert gunicorn["workers"] * gunicorn["threads"] <= max_client_conn
+    assert pool_size <= max_db < POSTGRES_CONNECTIONS
+
+
+def test_settings_load_from_the_env_example():
+    documented = set(env_example_documented())
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in documented and not key.startswith("DJANGO_")
+    }
+    script = (
+        "import json, django; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps({'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, "
+        "'ssl_redirect': s.SECURE_SSL_REDIRECT, "
+        "'servers': {a: d['HOST'] for a, d in s.DATABASES.items()}}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={**base, **service_env("web"), "DJANGO_SETTINGS_MODULE": "config.settings"},
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["debug"] is False
+    assert "localhost" in loaded["hosts"]
+    assert loaded["ssl_redirect"] is False  # compose serves plain HTTP
+    assert loaded["servers"] == {"default": "pgbouncer", "direct": "db"}
+
+
+# --- entrypoint.sh --------------------------------------------------------------------
+
+STUB = """#!/bin/sh
+echo "$$ $(basename "$0") $*" >> "$STUB_LOG"
+[ "$(basename "$0")" != "$STUB_FAIL" ]
+"""
+
+
+def entrypoint_run(
+    tmp_path: Path, *args: str, fail: str = ""
+) -> tuple[int, list[tuple[str, str]]]:
+    """Run the entry point with python, gunicorn and tool stubbed; return what ran."""
+    for stub in ("python", "gunicorn", "tool"):
+        (tmp_path / stub).write_text(STUB)
+        (tmp_path / stub).chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "STUB_LOG": str(log), "STUB_FAIL": fail}
+    proc = subprocess.Popen(["bash", str(ENTRYPOINT), *args], env=env)
+    returncode = proc.wait(timeout=30)
+    calls: list[tuple[str, str]] = []
+    lines = log.read_text().splitlines() if log.exists() else []
+    for pid, command in (line.split(" ", 1) for line in lines):
+        # "exec": the command took over the entry point's process, so it is PID 1 in
+        # the container and gets docker stop's SIGTERM itself.
+        calls.append((command.strip(), "exec" if int(pid) == proc.pid else "child"))
+    return returncode, calls
+
+
+def test_entrypoint_is_strict_bash():
+    lines = [line for line in ENTRYPOINT.read_text().splitlines() if line.strip()]
+    assert lines[0] in ("#!/usr/bin/env bash", "#!/bin/bash")
+    code = [line for line in lines if not line.lstrip().startswith("#")]
+    assert code[0] == "set -euo pipefail"
+    syntax = subprocess.run(["bash", "-n", str(ENTRYPOINT)], capture_output=True)
+    assert syntax.returncode == 0, syntax.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["web"],
+            [
+                ("python manage.py migrate --noinput", "child"),
+                ("gunicorn -c config/gunicorn.py", "exec"),
+            ],
+        ),
+        (
+            [],
+            [
+                ("python manage.py migrate --noinput", "child"),
+                ("gunicorn -c config/gunicorn.py", "exec"),
+            ],
+        ),
+        (
+            ["pgbouncer-config"],
+            [
+                (
+                    "python manage.py pgbouncer_config --output-dir /pgbouncer "
+                    "--pgbouncer-version 1.25.2",
+                    "exec",
+                )
+            ],
+        ),
+        (["tool", "--flag", "a value"], [("tool --flag a value", "exec")]),
+    ],
+    ids=["web", "default-is-web", "pgbouncer-config", "anything-else"],
+)
+def test_entrypoint_runs(tmp_path, args, expected):
+    returncode, calls = entrypoint_run(tmp_path, *args)
+    assert returncode == 0
+    assert calls == expected
+
+
+def test_failed_migration_stops_the_web_server_from_starting(tmp_path):
+    returncode, calls = entrypoint_run(tmp_path, "web", fail="python")
+    assert returncode != 0
+    assert [command for command, _ in calls] == ["python manage.py migrate --noinput"]
+
+
+# --- Dockerfile and .dockerignore ----------------------------------------------------
+
+
+def test_base_image_is_pinned_python_311():
+    (base,) = [args for keyword, args in dockerfile_instructions() if keyword == "FROM"]
+    image = next(word for word in base.split() if not word.startswith("--"))
+    name, tag = image_name_and_tag(image)
+    assert name == "python"
+    assert re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag), tag
+
+
+def test_image_runs_as_an_unprivileged_user():
+    instructions = dockerfile_instructions()
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users, "without USER the container runs as root"
+    name = users[-1].split(":")[0]
+    assert name not in ("root", "0")
+    if not name.isdigit():
+        runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+        assert re.search(rf"\b(?:useradd|adduser)\b[^&;]*\s{name}\b", runs)
+
+
+def test_image_installs_the_project_and_bakes_no_secret():
+    instructions = dockerfile_instructions()
+    runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert re.search(r"pip install (--no-deps )?\.(\s|$)", runs)
+    assert "collectstatic" in runs
+    baked = " ".join(
+        args for keyword, args in instructions if keyword in ("ENV", "ARG")
+    )
+    assert "DJANGO_SECRET_KEY" not in baked
+    (entrypoint,) = [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    assert json.loads(entrypoint)[0].endswith("deploy/entrypoint.sh")
+
+
+@pytest.mark.parametrize(
+    "pattern", [".env", ".venv", ".git", ".devstack", "staticfiles"]
+)
+def test_dockerignore_keeps_out(pattern):
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    assert pattern in lines
