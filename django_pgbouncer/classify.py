@@ -1,0 +1,356 @@
+"""Does a SQL string leave state in the PostgreSQL session? A pure classifier.
+
+Behind PgBouncer in transaction mode each transaction may run on another server
+connection, so whatever a statement leaves in the session (a setting, a role, a lock,
+a LISTEN, a prepared statement, a held cursor, a temporary table) is lost to its
+author and inherited by strangers. The classifier reads the SQL the way PostgreSQL's
+lexer does: comments, string literals, dollar quoting and quoted identifiers cannot
+hide or fake a statement, case does not matter, and every statement of a
+multi-statement string is read. The body of a `DO` block is read as SQL, since it
+runs; the body of a `CREATE FUNCTION` is not, since it only runs when called.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["HAZARDS", "Finding", "Hazard", "session_state_find"]
+
+
+@dataclass(frozen=True)
+class Hazard:
+    """A kind of session state: why it breaks, and what to do instead."""
+
+    kind: str
+    why: str
+    instead: str
+
+
+HAZARDS = {
+    h.kind: h
+    for h in (
+        Hazard(
+            "setting",
+            "a session-level setting stays on the server connection: it is lost to "
+            "your next transaction and leaks into other clients' queries",
+            "SET LOCAL (or set_config(..., true)) inside transaction.atomic(), or "
+            "ALTER ROLE ... SET for a lasting default",
+        ),
+        Hazard(
+            "role",
+            "the role stays on the server connection, so other clients' queries "
+            "run with its privileges",
+            "a separate login role: a DATABASES alias with its own USER",
+        ),
+        Hazard(
+            "listen",
+            "LISTEN registers the server connection, which serves other clients "
+            "between your transactions: the notifications never reach you",
+            "a direct connection (the 'direct' alias, DIRECT_DATABASE_URL)",
+        ),
+        Hazard(
+            "advisory_lock",
+            "a session-level advisory lock stays held by a server connection "
+            "nobody owns: unlocking from your next transaction misses it, and "
+            "everyone else waits for it forever",
+            "pg_advisory_xact_lock() inside transaction.atomic() (released at "
+            "commit), or the 'direct' alias",
+        ),
+        Hazard(
+            "prepare",
+            "a prepared statement lives on one server connection: the next "
+            "transaction may run on another, where it does not exist",
+            "plain statements (Django's default: no server_side_binding, "
+            "prepare_threshold=None), or the 'direct' alias",
+        ),
+        Hazard(
+            "hold_cursor",
+            "a WITH HOLD cursor outlives its transaction on one server connection; "
+            "the next FETCH may run on another",
+            "a cursor without WITH HOLD inside transaction.atomic(), "
+            "DISABLE_SERVER_SIDE_CURSORS, or the 'direct' alias",
+        ),
+        Hazard(
+            "temp_table",
+            "a temporary table outside a transaction, or without ON COMMIT DROP, "
+            "lives in one server session: your next transaction may not see it, "
+            "and another client may",
+            "CREATE TEMP TABLE ... ON COMMIT DROP inside transaction.atomic()",
+        ),
+        Hazard(
+            "load",
+            "LOAD puts a library into one server session only",
+            "session_preload_libraries or shared_preload_libraries in postgresql.conf",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One statement that leaves session state."""
+
+    hazard: Hazard
+    statement: str
+
+
+# Parameters PgBouncer tracks per client and sets on whichever server connection
+# serves it, so a SET of these is safe (PgBouncer docs, "track_extra_parameters").
+TRACKED = frozenset(
+    {
+        "client_encoding",
+        "datestyle",
+        "timezone",
+        "standard_conforming_strings",
+        "application_name",
+    }
+)
+ADVISORY_SESSION = frozenset(
+    f"pg_{t}advisory_{op}{s}"
+    for t in ("", "try_")
+    for op in ("lock",)
+    for s in ("", "_shared")
+) | {"pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all"}
+_TRUE = frozenset({"true", "t", "on", "yes", "y", "1"})
+
+# Cheap pre-filter: SQL without any of these words cannot be a hazard. It runs on
+# every query, so most queries never reach the lexer.
+_MAYBE = re.compile(
+    r"set|listen|advisory|prepare|execute|dealloc|declare|temp|load|\bdo\b|reset",
+    re.IGNORECASE,
+)
+_TOKEN = re.compile(
+    r"""(?P<ws>\s+)
+      | (?P<line_comment>--[^\n]*)
+      | (?P<block_comment>/\*)
+      | (?P<estring>[eE]'(?:[^'\\]|\\.|'')*'?)
+      | (?P<string>'(?:[^']|'')*'?)
+      | (?P<dollar>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$)
+      | (?P<qident>"(?:[^"]|"")*"?)
+      | (?P<param>\$\d+|%s|%\(\w+\)s)
+      | (?P<word>[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*)
+      | (?P<number>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
+      | (?P<semi>;)
+      | (?P<punct>.)""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # word (upper-cased), ident, string, punct, param, number
+    value: str
+
+
+def _lex(sql: str) -> list[tuple[list[_Tok], str]]:
+    """Statements as (tokens, text); comments dropped, literals kept whole."""
+    statements: list[list[_Tok]] = [[]]
+    starts = [0]
+    pos = 0
+    while pos < len(sql):
+        match = _TOKEN.match(sql, pos)
+        assert match is not None  # the last alternative matches any character
+        kind, text = match.lastgroup or "punct", match.group()
+        pos = match.end()
+        if kind == "block_comment":
+            depth = 1
+            while depth and pos < len(sql):
+                if sql.startswith("/*", pos):
+                    depth, pos = depth + 1, pos + 2
+                elif sql.startswith("*/", pos):
+                    depth, pos = depth - 1, pos + 2
+                else:
+                    pos += 1
+        elif kind == "dollar":
+            end = sql.find(text, pos)
+            end = len(sql) if end < 0 else end
+            statements[-1].append(_Tok("string", sql[pos:end]))
+            pos = end + len(text)
+        elif kind == "semi":
+            statements.append([])
+            starts.append(pos)
+        elif kind == "word":
+            statements[-1].append(_Tok("word", text.upper()))
+        elif kind == "qident":
+            statements[-1].append(_Tok("ident", text[1:-1].replace('""', '"')))
+        elif kind in ("string", "estring"):
+            body = text[2:-1] if kind == "estring" else text[1:-1]
+            statements[-1].append(_Tok("string", body.replace("''", "'")))
+        elif kind not in ("ws", "line_comment"):
+            statements[-1].append(_Tok(kind, text))
+    ends = [start - 1 for start in starts[1:]] + [len(sql)]
+    return [
+        (toks, sql[start:end])
+        for toks, start, end in zip(statements, starts, ends, strict=True)
+        if toks
+    ]
+
+
+def _name(tok: _Tok | None) -> str | None:
+    """A word or quoted identifier as PostgreSQL folds it."""
+    if tok is None or tok.kind not in ("word", "ident"):
+        return None
+    return tok.value.lower() if tok.kind == "word" else tok.value
+
+
+def _words(toks: list[_Tok]) -> list[str]:
+    return [t.value for t in toks if t.kind == "word"]
+
+
+def _set_kind(toks: list[_Tok]) -> str | None:
+    """SET ...: which hazard, if any."""
+    rest = toks[1:]
+    first = _name(rest[0]) if rest else None
+    if first in ("local", "transaction", "constraints"):
+        return None
+    if first == "session":
+        rest = rest[1:]
+        first = _name(rest[0]) if rest else None
+        if first == "characteristics":
+            return "setting"
+    if first in ("role", "authorization"):
+        return "role"
+    if first == "names":
+        return None
+    if first == "time" and len(rest) > 1 and _name(rest[1]) == "zone":
+        return None
+    return None if first in TRACKED else "setting"
+
+
+def _reset_kind(toks: list[_Tok]) -> str | None:
+    target = _name(toks[1]) if len(toks) > 1 else None
+    if target in ("role", "session"):
+        return "role"
+    return None if target in TRACKED else "setting"
+
+
+def _create_kind(words: list[str], in_transaction: bool) -> str | None:
+    head = []
+    for word in words[1:]:
+        if word in ("TABLE", "VIEW", "SEQUENCE"):
+            break
+        head.append(word)
+    else:
+        return None
+    if not {"TEMP", "TEMPORARY"} & set(head):
+        return None
+    on_commit_drop = any(
+        words[i : i + 3] == ["ON", "COMMIT", "DROP"] for i in range(len(words))
+    )
+    return None if on_commit_drop and in_transaction else "temp_table"
+
+
+def _call_args(toks: list[_Tok], open_at: int) -> list[list[_Tok]]:
+    """The arguments of the call whose '(' is at `open_at`."""
+    args: list[list[_Tok]] = [[]]
+    depth = 0
+    for tok in toks[open_at:]:
+        if tok.value == "(" and tok.kind == "punct":
+            depth += 1
+            if depth == 1:
+                continue
+        elif tok.value == ")" and tok.kind == "punct":
+            depth -= 1
+            if depth == 0:
+                break
+        elif tok.value == "," and tok.kind == "punct" and depth == 1:
+            args.append([])
+            continue
+        args[-1].append(tok)
+    return args
+
+
+def _call_kinds(toks: list[_Tok]) -> list[str]:
+    kinds = []
+    for i, tok in enumerate(toks[:-1]):
+        name = _name(tok)
+        if name is None or toks[i + 1].value != "(" or toks[i + 1].kind != "punct":
+            continue
+        if name in ADVISORY_SESSION:
+            kinds.append("advisory_lock")
+        elif name == "set_config":
+            args = _call_args(toks, i + 1)
+            is_local = args[2] if len(args) == 3 else []
+            local = len(is_local) == 1 and is_local[0].value.lower() in _TRUE
+            setting = args[0]
+            tracked = (
+                len(setting) == 1
+                and setting[0].kind == "string"
+                and setting[0].value.lower() in TRACKED
+            )
+            if not (local or tracked):
+                kinds.append("setting")
+    return kinds
+
+
+_PLPGSQL_CONTROL = frozenset({"BEGIN", "THEN", "ELSE", "LOOP"})
+
+
+def _plpgsql_segments(toks: list[_Tok]) -> list[list[_Tok]]:
+    """A PL/pgSQL statement split after its control words (`BEGIN SET x = 1`)."""
+    segments: list[list[_Tok]] = [[]]
+    for tok in toks:
+        if tok.kind == "word" and tok.value in _PLPGSQL_CONTROL:
+            segments.append([])
+        else:
+            segments[-1].append(tok)
+    return [s for s in segments if s]
+
+
+def _statement_kinds(toks: list[_Tok], in_transaction: bool) -> list[str]:
+    words = _words(toks)
+    first = _name(toks[0])
+    kinds: list[str] = []
+    if first == "set":
+        kinds.append(_set_kind(toks) or "")
+    elif first == "reset":
+        kinds.append(_reset_kind(toks) or "")
+    elif first in ("listen", "unlisten"):
+        kinds.append("listen")
+    elif first == "prepare" and words[1:2] != ["TRANSACTION"]:
+        kinds.append("prepare")
+    elif first in ("execute", "deallocate"):
+        kinds.append("prepare")
+    elif first == "declare" and any(
+        words[i : i + 2] == ["WITH", "HOLD"] for i in range(len(words))
+    ):
+        kinds.append("hold_cursor")
+    elif first == "create":
+        kinds.append(_create_kind(words, in_transaction) or "")
+        if "FUNCTION" in words or "PROCEDURE" in words:
+            return [k for k in kinds if k]  # the body runs only when called
+    elif first == "load":
+        kinds.append("load")
+    elif first == "do":
+        for body in (t for t in toks if t.kind == "string"):
+            for inner, _ in _lex(body.value):
+                for segment in _plpgsql_segments(inner):
+                    kinds += _statement_kinds(segment, True)
+    if first in ("select", "with") and any(
+        words[i] == "INTO" and words[i + 1] in ("TEMP", "TEMPORARY")
+        for i in range(len(words) - 1)
+    ):
+        kinds.append("temp_table")
+    kinds += _call_kinds(toks)
+    return [k for k in kinds if k]
+
+
+def _statement_text(sql: str, limit: int = 200) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def session_state_find(sql: str, *, in_transaction: bool = False) -> Finding | None:
+    """The first session-state hazard in `sql`, or None when it leaves none.
+
+    `in_transaction`: whether the caller runs inside a transaction it controls
+    (Django's `atomic()`); a temporary table with ON COMMIT DROP is safe only there.
+    """
+    if not _MAYBE.search(sql):
+        return None
+    for toks, text in _lex(sql):
+        kinds = _statement_kinds(toks, in_transaction)
+        if kinds:
+            return Finding(HAZARDS[kinds[0]], _statement_text(text))
+    return None
