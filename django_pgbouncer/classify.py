@@ -308,9 +308,9 @@ def _statement_kinds(toks: list[_Tok], in_transaction: bool) -> list[str]:
         kinds.append(_reset_kind(toks) or "")
     elif first in ("listen", "unlisten"):
         kinds.append("listen")
-    elif first == "prepare" and words[1:2] != ["TRANSACTION"]:
-        kinds.append("prepare")
-    elif first in ("execute", "deallocate"):
+    elif first in ("execute", "deallocate") or (
+        first == "prepare" and words[1:2] != ["TRANSACTION"]
+    ):
         kinds.append("prepare")
     elif first == "declare" and any(
         words[i : i + 2] == ["WITH", "HOLD"] for i in range(len(words))
