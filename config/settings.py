@@ -12,6 +12,8 @@ from django_pgbouncer.databases import DEFAULT_CONN_HEALTH_CHECKS, DEFAULT_CONN_
 from django_pgbouncer.errors import ConfigError
 
 from .env import env_bool, env_int, env_list, env_str
+from .gunicorn import threads as WEB_THREADS
+from .gunicorn import workers as WEB_PROCESSES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,8 +69,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# Served by gunicorn over WSGI (config/gunicorn.py). Under ASGI, set
+# ASGI_APPLICATION instead, and CONN_MAX_AGE=0 (check django_pgbouncer.W004 says why).
 WSGI_APPLICATION = "config.wsgi.application"
-ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -96,10 +99,19 @@ DATABASES = {
         pool_mode=env_str("POOL_MODE", "transaction"),
         conn_max_age=env_int("CONN_MAX_AGE", DEFAULT_CONN_MAX_AGE),
         conn_health_checks=env_bool("CONN_HEALTH_CHECKS", DEFAULT_CONN_HEALTH_CHECKS),
+        # The runtime guard against session-state SQL: stop it while developing,
+        # log it in production (where a false alarm must not break a page).
+        guard=env_str("PGBOUNCER_GUARD", "raise" if DEBUG else "log"),
+        pgbouncer_version=env_str("PGBOUNCER_VERSION") or None,
     ),
 }
+# The session path: PostgreSQL itself, for migrations (used by `migrate` on its own),
+# LISTEN, session advisory locks and server-side cursors over big tables.
 if DIRECT_DATABASE_URL:
     DATABASES["direct"] = direct_database_config(url=DIRECT_DATABASE_URL)
+PGBOUNCER_ADMIN_URL = env_str("PGBOUNCER_ADMIN_URL")
+# For the connection budget check (`manage.py check --database default`).
+PGBOUNCER_WEB_CAPACITY = {"processes": WEB_PROCESSES, "threads": WEB_THREADS}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

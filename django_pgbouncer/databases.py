@@ -14,14 +14,17 @@ from .errors import ConfigError
 
 __all__ = [
     "DIRECT_ALIAS",
+    "GUARD_MODES",
     "POOL_MODES",
     "database_config",
     "direct_database_config",
+    "guard_mode_parse",
     "migration_alias",
     "pool_mode_parse",
 ]
 
 POOL_MODES = ("session", "transaction", "statement")
+GUARD_MODES = ("raise", "log", "off")
 DIRECT_ALIAS = "direct"
 
 # Persistent connections from each gunicorn thread to PgBouncer. Reconnecting per
@@ -48,15 +51,34 @@ def pool_mode_parse(value: str, *, variable: str = "POOL_MODE") -> str:
     return mode
 
 
+def guard_mode_parse(value: str, *, variable: str = "PGBOUNCER_GUARD") -> str:
+    """Validate a mode of the runtime guard (django_pgbouncer.guard)."""
+    mode = value.strip().lower()
+    if mode not in GUARD_MODES:
+        raise ConfigError(
+            variable,
+            f"{value!r} is not a guard mode",
+            f"set it to one of {', '.join(GUARD_MODES)}",
+        )
+    return mode
+
+
 def database_config(
     *,
     url: str,
     pool_mode: str = "transaction",
     conn_max_age: int | None = DEFAULT_CONN_MAX_AGE,
     conn_health_checks: bool = DEFAULT_CONN_HEALTH_CHECKS,
+    guard: str = "raise",
+    pgbouncer_version: str | None = None,
     variable: str = "DATABASE_URL",
 ) -> dict[str, Any]:
-    """The entry for an alias that reaches PostgreSQL through PgBouncer."""
+    """The entry for an alias that reaches PostgreSQL through PgBouncer.
+
+    `guard`: what the runtime guard does with session-state SQL on this alias
+    (raise, log, off). `pgbouncer_version`: the PgBouncer behind the URL, when known
+    (the checks then know whether it can carry prepared statements).
+    """
     postgres_url_parse(url, variable=variable)
     mode = pool_mode_parse(pool_mode)
     config: dict[str, Any] = dict(
@@ -72,7 +94,9 @@ def database_config(
         # PgBouncer before 1.21 cannot carry prepared statements between clients.
         options["prepare_threshold"] = None
         options.pop("server_side_binding", None)
-    config["PGBOUNCER"] = {"pool_mode": mode}
+    config["PGBOUNCER"] = {"pool_mode": mode, "guard": guard_mode_parse(guard)}
+    if pgbouncer_version:
+        config["PGBOUNCER"]["version"] = pgbouncer_version
     return config
 
 

@@ -1,8 +1,9 @@
 """Every error the app raises, each naming what to change."""
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import NotSupportedError
 
-__all__ = ["ConfigError"]
+__all__ = ["ConfigError", "SessionStateError"]
 
 
 class ConfigError(ImproperlyConfigured):
@@ -13,3 +14,7 @@ class ConfigError(ImproperlyConfigured):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{variable}: {problem}. Fix: {fix}")
+
+
+class SessionStateError(NotSupportedError):
+    """A statement would leave state in a pooled server session; names the fix."""

@@ -18,7 +18,7 @@ def test_pooled_entry_follows_the_pool_mode(mode, cursors_disabled, prepare_off)
     entry = database_config(url=URL, pool_mode=mode)
     assert entry["DISABLE_SERVER_SIDE_CURSORS"] is cursors_disabled
     assert ("prepare_threshold" in entry["OPTIONS"]) is prepare_off
-    assert entry["PGBOUNCER"] == {"pool_mode": mode}
+    assert entry["PGBOUNCER"] == {"pool_mode": mode, "guard": "raise"}
     assert (entry["HOST"], entry["PORT"], entry["NAME"]) == ("pgbouncer", 6432, "app")
 
 
@@ -69,3 +69,17 @@ def test_direct_entry_keeps_a_session_and_mirrors_the_pooled_alias():
 )
 def test_migration_alias(databases, expected):
     assert migration_alias(databases, "default") == expected
+
+
+def test_guard_mode_and_version_are_recorded():
+    entry = database_config(url=URL, guard="LOG", pgbouncer_version="1.21.0")
+    assert entry["PGBOUNCER"] == {
+        "pool_mode": "transaction",
+        "guard": "log",
+        "version": "1.21.0",
+    }
+
+
+def test_unknown_guard_mode_is_refused():
+    with pytest.raises(ConfigError, match=r"^PGBOUNCER_GUARD: 'loud' is not a guard"):
+        database_config(url=URL, guard="loud")

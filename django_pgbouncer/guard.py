@@ -1,0 +1,110 @@
+"""The runtime guard: stops (or logs) SQL that would leave state in a pooled session.
+
+Installed with `connection.execute_wrapper()` on every connection of an alias whose
+`DATABASES` entry says it goes through PgBouncer in transaction or statement mode
+(`database_config(guard=...)`); the direct alias is never guarded. Modes: "raise" (the
+default under DEBUG and in tests), "log" (the default in production), "off".
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.dispatch import Signal
+
+from .classify import HAZARDS, Finding, session_state_find
+from .errors import SessionStateError
+
+__all__ = [
+    "SessionStateGuard",
+    "guard_install",
+    "session_state_allowed",
+    "session_state_found",
+]
+
+logger = logging.getLogger("django_pgbouncer.guard")
+# Sent for every finding, whatever the mode (metrics count them): alias, finding.
+session_state_found = Signal()
+_allowed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "session_state_allowed", default=False
+)
+
+
+@contextmanager
+def session_state_allowed() -> Iterator[None]:
+    """Let the block run session-state SQL on a pooled alias, knowingly.
+
+    For code that pins its own server connection for the whole block (it runs inside
+    one transaction, and cleans up before it ends) or accepts the consequences.
+    """
+    token = _allowed.set(True)
+    try:
+        yield
+    finally:
+        _allowed.reset(token)
+
+
+def _message(alias: str, finding: Finding) -> str:
+    return (
+        f"{finding.statement!r} on the database alias {alias!r}, which goes through "
+        f"PgBouncer in transaction pooling mode: {finding.hazard.why}. Instead: "
+        f"{finding.hazard.instead}. To keep session state on purpose, use the "
+        "'direct' alias or wrap the code in "
+        "django_pgbouncer.session_state_allowed()."
+    )
+
+
+class SessionStateGuard:
+    """An execute wrapper; one per connection wrapper."""
+
+    def __init__(self, alias: str, mode: str) -> None:
+        self.alias, self.mode = alias, mode
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        if self.mode != "off" and not _allowed.get():
+            finding = self._find(sql, context)
+            if finding is not None:
+                session_state_found.send(
+                    SessionStateGuard, alias=self.alias, finding=finding
+                )
+                if self.mode == "raise":
+                    raise SessionStateError(_message(self.alias, finding))
+                logger.warning("%s", _message(self.alias, finding))
+        return execute(sql, params, many, context)
+
+    @staticmethod
+    def _find(sql: str, context: dict[str, Any]) -> Finding | None:
+        in_transaction = context["connection"].in_atomic_block
+        # A server-side cursor outside atomic() is DECLAREd WITH HOLD by psycopg:
+        # the SQL we see is its SELECT, so the cursor itself tells.
+        raw = getattr(context["cursor"], "cursor", None)
+        if getattr(raw, "name", None) and not in_transaction:
+            return Finding(HAZARDS["hold_cursor"], " ".join(str(sql).split())[:200])
+        return session_state_find(str(sql), in_transaction=in_transaction)
+
+
+def guard_install(
+    sender: object, connection: BaseDatabaseWrapper, **kwargs: object
+) -> None:
+    """`connection_created` receiver: guard transaction-pooled aliases, once."""
+    options = connection.settings_dict.get("PGBOUNCER") or {}
+    if options.get("pool_mode") not in ("transaction", "statement"):
+        return
+    mode = options.get("guard", "raise")
+    if mode == "off" or any(
+        isinstance(w, SessionStateGuard) for w in connection.execute_wrappers
+    ):
+        return
+    connection.execute_wrappers.append(SessionStateGuard(connection.alias, mode))
