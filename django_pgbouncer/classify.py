@@ -114,12 +114,39 @@ ADVISORY_SESSION = frozenset(
 ) | {"pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all"}
 _TRUE = frozenset({"true", "t", "on", "yes", "y", "1"})
 
-# Cheap pre-filter: SQL without any of these words cannot be a hazard. It runs on
-# every query, so most queries never reach the lexer.
-_MAYBE = re.compile(
-    r"set|listen|advisory|prepare|execute|dealloc|declare|temp|load|\bdo\b|reset",
-    re.IGNORECASE,
+# Cheap pre-filter, run on every query: SQL that holds none of these cannot be a
+# hazard, so most queries never reach the lexer. Substring tests on the lower-cased
+# text (about 0.5 us) instead of a case-insensitive regex (about 8 us).
+_TRIGGERS = (
+    "listen",
+    "advisory",
+    "prepare",
+    "execute",
+    "dealloc",
+    "declare",
+    "temp",
+    "load",
+    "set_config",
+    "do ",
+    "do\n",
+    "do\t",
+    "do$",
+    "do'",
 )
+# SET and RESET matter only at the start of a statement (not in UPDATE ... SET).
+_STATEMENT_SET = re.compile(r"(?:^|;)\s*(?:re)?set\b")
+
+
+def _worth_lexing(sql: str) -> bool:
+    low = sql.lower()
+    if any(word in low for word in _TRIGGERS):
+        return True
+    if "set" not in low:
+        return False
+    # A comment may stand before a statement's SET: then only the lexer can tell.
+    return bool(_STATEMENT_SET.search(low)) or "/*" in low or "--" in low
+
+
 _TOKEN = re.compile(
     r"""(?P<ws>\s+)
       | (?P<line_comment>--[^\n]*)
@@ -347,7 +374,7 @@ def session_state_find(sql: str, *, in_transaction: bool = False) -> Finding | N
     `in_transaction`: whether the caller runs inside a transaction it controls
     (Django's `atomic()`); a temporary table with ON COMMIT DROP is safe only there.
     """
-    if not _MAYBE.search(sql):
+    if not _worth_lexing(sql):
         return None
     for toks, text in _lex(sql):
         kinds = _statement_kinds(toks, in_transaction)

@@ -1,0 +1,250 @@
+"""System checks: each one triggered, and not triggered, by a DATABASES entry."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_pgbouncer import database_config, direct_database_config
+from django_pgbouncer.capacity import Capacity, capacity_problems
+from django_pgbouncer.checks import (
+    _migrations_needing_session,
+    config_problems,
+    migration_problems,
+)
+
+POOLED = "postgres://app:pw@pgbouncer:6432/app"
+DIRECT = "postgres://app:pw@db:5432/app"
+
+
+def pooled(**changes):
+    """Our entry, with hand-made changes (OPTIONS replaced whole)."""
+    entry = database_config(url=POOLED)
+    entry["PGBOUNCER"] = {**entry["PGBOUNCER"], **changes.pop("PGBOUNCER", {})}
+    return {**entry, **changes}
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("entry", "asgi", "expected"),
+    [
+        (pooled(), False, []),
+        (pooled(DISABLE_SERVER_SIDE_CURSORS=False), False, ["django_pgbouncer.E001"]),
+        (
+            database_config(url=POOLED, pool_mode="session")
+            | {"DISABLE_SERVER_SIDE_CURSORS": False},
+            False,
+            [],
+        ),
+        (
+            pooled(OPTIONS={"server_side_binding": True, "prepare_threshold": 5}),
+            False,
+            ["django_pgbouncer.E002"],
+        ),
+        (
+            pooled(OPTIONS={"server_side_binding": True}),
+            False,
+            ["django_pgbouncer.E002"],
+        ),
+        (
+            pooled(OPTIONS={"server_side_binding": True, "prepare_threshold": None}),
+            False,
+            [],
+        ),
+        (
+            pooled(
+                OPTIONS={"server_side_binding": True}, PGBOUNCER={"version": "1.21.0"}
+            ),
+            False,
+            [],
+        ),
+        (
+            pooled(
+                OPTIONS={"server_side_binding": True}, PGBOUNCER={"version": "1.18.0"}
+            ),
+            False,
+            ["django_pgbouncer.E002"],
+        ),
+        (pooled(OPTIONS={"prepare_threshold": 5}), False, []),
+        (
+            pooled(OPTIONS={"assume_role": "reporting"}),
+            False,
+            ["django_pgbouncer.E003"],
+        ),
+        (pooled(), True, ["django_pgbouncer.W004"]),
+        (pooled(CONN_MAX_AGE=0), True, []),
+        (
+            pooled(OPTIONS={"pool": True}, CONN_MAX_AGE=0),
+            False,
+            ["django_pgbouncer.E005"],
+        ),
+        (
+            database_config(url=POOLED, pool_mode="session")
+            | {"OPTIONS": {"pool": {"min_size": 2}}},
+            False,
+            ["django_pgbouncer.E005"],
+        ),
+        (
+            {
+                "ENGINE": "django.db.backends.postgresql",
+                "OPTIONS": {"pool": True},
+                "DISABLE_SERVER_SIDE_CURSORS": False,
+            },
+            False,
+            [],
+        ),
+    ],
+    ids=[
+        "ours-clean",
+        "E001-cursors",
+        "E001-not-in-session-mode",
+        "E002-threshold",
+        "E002-default-threshold",
+        "E002-threshold-off",
+        "E002-not-on-1.21",
+        "E002-on-1.18",
+        "E002-not-without-binding",
+        "E003-assume-role",
+        "W004-asgi",
+        "W004-not-with-age-0",
+        "E005-native-pool",
+        "E005-session-mode-too",
+        "not-a-pgbouncer-alias",
+    ],
+)
+def test_config_problems(entry, asgi, expected):
+    assert ids(config_problems({"default": entry}, asgi=asgi)) == expected
+
+
+def test_messages_say_what_to_change():
+    (message,) = config_problems(
+        {"default": pooled(DISABLE_SERVER_SIDE_CURSORS=False)}, asgi=False
+    )
+    assert "does not exist" in message.msg
+    assert "DISABLE_SERVER_SIDE_CURSORS" in message.hint
+
+
+@pytest.mark.parametrize(
+    ("databases", "needs_session", "expected"),
+    [
+        ({"default": pooled()}, [], ["django_pgbouncer.W006"]),
+        ({"default": pooled()}, ["shop.0007_index"], ["django_pgbouncer.E006"]),
+        (
+            {"default": pooled(), "direct": direct_database_config(url=DIRECT)},
+            ["shop.0007_index"],
+            [],
+        ),
+        (
+            {"default": database_config(url=POOLED, pool_mode="session")},
+            ["shop.0007_index"],
+            [],
+        ),
+    ],
+    ids=[
+        "W006-no-direct-url",
+        "E006-needs-a-session",
+        "direct-url-set",
+        "session-mode",
+    ],
+)
+def test_migration_problems(databases, needs_session, expected):
+    assert ids(migration_problems(databases, needs_session)) == expected
+
+
+def test_the_projects_migrations_all_run_in_a_transaction():
+    assert _migrations_needing_session() == []
+
+
+def capacity(**changes):
+    base = {
+        "processes": 2,
+        "threads": 4,
+        "pooled_aliases": 1,
+        "direct_aliases": 1,
+        "max_client_conn": 100,
+        "default_pool_size": 20,
+        "reserve_pool_size": 0,
+        "pools": 1,
+        "max_db_connections": 0,
+        "max_connections": 100,
+        "superuser_reserved_connections": 3,
+    }
+    return Capacity(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, []),
+        (
+            {"processes": 13, "threads": 8, "direct_aliases": 0},
+            ["django_pgbouncer.E007"],
+        ),
+        (
+            {"processes": 12, "threads": 8, "max_client_conn": 96, "direct_aliases": 0},
+            [],
+        ),
+        (
+            {"pooled_aliases": 2, "processes": 7, "threads": 8, "direct_aliases": 0},
+            ["django_pgbouncer.E007"],
+        ),
+        ({"default_pool_size": 90}, ["django_pgbouncer.E008"]),
+        ({"default_pool_size": 89}, []),
+        ({"default_pool_size": 80, "reserve_pool_size": 10}, ["django_pgbouncer.E008"]),
+        (
+            {
+                "default_pool_size": 80,
+                "reserve_pool_size": 10,
+                "max_db_connections": 50,
+            },
+            [],
+        ),
+        ({"pools": 5}, ["django_pgbouncer.E008"]),
+        (
+            {"processes": 30, "threads": 4, "max_client_conn": 1000},
+            ["django_pgbouncer.E008"],
+        ),
+        (
+            {"processes": 30, "threads": 4},
+            ["django_pgbouncer.E007", "django_pgbouncer.E008"],
+        ),
+    ],
+    ids=[
+        "fits",
+        "clients-over-max-client-conn",
+        "clients-exactly-at-limit",
+        "two-pooled-aliases",
+        "pool-over-max-connections",
+        "pool-exactly-fits",
+        "reserve-counts",
+        "max-db-connections-caps",
+        "several-pools",
+        "direct-alias-threads-count",
+        "both",
+    ],
+)
+def test_capacity_problems(changes, expected):
+    assert sorted(i for i, _ in capacity_problems(capacity(**changes))) == expected
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("web", "expected"),
+    [
+        ({"processes": 2, "threads": 4}, None),
+        ({"processes": 100, "threads": 8}, "E007"),  # the test stack allows 500
+        ({"processes": 1, "threads": 97}, "E008"),  # 3 pooled + 97 direct > 97
+    ],
+    ids=["fits", "too-many-clients", "too-many-server-connections"],
+)
+def test_capacity_check_asks_the_servers(settings, stack, web, expected):
+    settings.PGBOUNCER_ADMIN_URL = stack.admin_console_url.url()
+    settings.PGBOUNCER_WEB_CAPACITY = web
+    if expected is None:
+        call_command("check", databases=["default"], tags=["database"])
+        return
+    with pytest.raises(SystemCheckError, match=f"django_pgbouncer.{expected}"):
+        call_command("check", databases=["default"], tags=["database"])
