@@ -123,7 +123,7 @@ def test_messages_say_what_to_change():
         {"default": pooled(DISABLE_SERVER_SIDE_CURSORS=False)}, asgi=False
     )
     assert "does not exist" in message.msg
-    assert "DISABLE_SERVER_SIDE_CURSORS" in message.hint
+    assert "DISABLE_SERVER_SIDE_CURSORS" in str(message.hint)
 
 
 @pytest.mark.parametrize(
