@@ -36,7 +36,10 @@ def classifier_ns() -> dict[str, float]:
     out = {}
     for name, sql in SITE_QUERIES.items():
         runs = timeit.repeat(
-            lambda s=sql: session_state_find(s), number=20000, repeat=5
+            f"find({sql!r})",
+            globals={"find": session_state_find},
+            number=20000,
+            repeat=5,
         )
         out[name] = min(runs) / 20000 * 1e9
     return out
