@@ -207,6 +207,19 @@ def test_safe_twin_listen_on_a_direct_connection(stack):
 # --- roles ----------------------------------------------------------------------------
 
 
+def test_harm_a_role_leaks_to_another_client(hazard_bouncer, superuser_conn):
+    superuser_conn.execute(
+        "DO $$ BEGIN CREATE ROLE reporting; EXCEPTION WHEN duplicate_object THEN "
+        "NULL; END $$"
+    )
+    superuser_conn.execute("GRANT reporting TO app")
+    with client(hazard_bouncer) as a, client(hazard_bouncer) as b:
+        a.execute("SET ROLE reporting")
+        seen = [b.execute("SELECT current_user").fetchone() for _ in range(5)]
+        a.execute("RESET ROLE")
+    assert ("reporting",) in seen
+
+
 def test_guard_stops_set_role():
     with guarded("separate login role"):
         run("SET ROLE app")
