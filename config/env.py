@@ -39,3 +39,12 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# The web tier's size, read by config/gunicorn.py and by the connection budget check.
+def web_processes() -> int:
+    return env_int("WEB_CONCURRENCY", 2, minimum=1)
+
+
+def web_threads() -> int:
+    return env_int("GUNICORN_THREADS", 4, minimum=1)

@@ -1,16 +1,17 @@
-"""gunicorn's settings, from the environment (`gunicorn -c config/gunicorn.py`).
+"""gunicorn's settings, from the environment (`gunicorn -c config/gunicorn.py`)."""
 
-config/settings.py imports `workers` and `threads` for the connection budget check.
-"""
+import os
+import tempfile
+from pathlib import Path
 
-from config.env import env_int, env_str
+from config.env import env_int, env_str, web_processes, web_threads
 
 bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_int('WEB_PORT', 8000, minimum=1)}"
 # Threads share a process's memory, and each keeps one persistent connection to
 # PgBouncer (CONN_MAX_AGE); PgBouncer, not gunicorn, bounds PostgreSQL's backends.
 worker_class = "gthread"
-workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
-threads = env_int("GUNICORN_THREADS", 4, minimum=1)
+workers = web_processes()
+threads = web_threads()
 # QUERY_WAIT_TIMEOUT (20 s) is shorter, so a saturated pool fails a request
 # before the worker is killed.
 timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
@@ -18,3 +19,19 @@ graceful_timeout = 20
 preload_app = True
 accesslog = env_str("GUNICORN_ACCESS_LOG") or None
 wsgi_app = "config.wsgi:application"
+
+# Metrics add up across workers: prometheus_client keeps each process's counters in
+# this folder. Set before the app (and prometheus_client) is loaded.
+_metrics_dir = Path(
+    env_str("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="django-metrics-")
+)
+_metrics_dir.mkdir(parents=True, exist_ok=True)
+for stale in _metrics_dir.glob("*.db"):  # a previous run's counters
+    stale.unlink()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined, no-untyped-call]

@@ -11,9 +11,7 @@ from django_pgbouncer import database_config, direct_database_config
 from django_pgbouncer.databases import DEFAULT_CONN_HEALTH_CHECKS, DEFAULT_CONN_MAX_AGE
 from django_pgbouncer.errors import ConfigError
 
-from .env import env_bool, env_int, env_list, env_str
-from .gunicorn import threads as WEB_THREADS
-from .gunicorn import workers as WEB_PROCESSES
+from .env import env_bool, env_int, env_list, env_str, web_processes, web_threads
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -111,7 +109,9 @@ if DIRECT_DATABASE_URL:
     DATABASES["direct"] = direct_database_config(url=DIRECT_DATABASE_URL)
 PGBOUNCER_ADMIN_URL = env_str("PGBOUNCER_ADMIN_URL")
 # For the connection budget check (`manage.py check --database default`).
-PGBOUNCER_WEB_CAPACITY = {"processes": WEB_PROCESSES, "threads": WEB_THREADS}
+PGBOUNCER_WEB_CAPACITY = {"processes": web_processes(), "threads": web_threads()}
+# /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -148,6 +148,8 @@ STORAGES = {
 HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = HTTPS
+# Probes and scrapes come over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if HTTPS else 0)

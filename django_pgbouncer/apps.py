@@ -8,6 +8,11 @@ class DjangoPgBouncerConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
-        from .guard import guard_install
+        from .guard import guard_install, session_state_found
+        from .metrics import guard_finding_count, metrics_install
 
-        connection_created.connect(guard_install, dispatch_uid="django_pgbouncer")
+        connection_created.connect(guard_install, dispatch_uid="pgbouncer_guard")
+        connection_created.connect(metrics_install, dispatch_uid="pgbouncer_metrics")
+        session_state_found.connect(
+            guard_finding_count, dispatch_uid="pgbouncer_guard_metrics"
+        )

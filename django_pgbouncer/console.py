@@ -1,0 +1,206 @@
+"""A small read-only client for PgBouncer's admin console.
+
+The console is the virtual database `pgbouncer`, reached as a user listed in
+`admin_users` or `stats_users`; it speaks the simple query protocol only and knows
+no transactions. Each `SHOW` comes back as typed rows; columns a PgBouncer version
+adds are kept in `extra`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+import psycopg
+
+from .dburl import postgres_url_parse
+
+__all__ = [
+    "Client",
+    "ConfigItem",
+    "Console",
+    "ConsoleUnavailable",
+    "Database",
+    "Pool",
+    "Server",
+    "Stat",
+    "Version",
+    "console_connect",
+    "console_show",
+]
+
+TIMEOUT_SECONDS = 3
+
+
+class ConsoleUnavailable(psycopg.OperationalError):
+    """PgBouncer's admin console did not answer (down, refused, or timed out)."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Pool(_Row):
+    database: str = ""
+    user: str = ""
+    cl_active: int = 0
+    cl_waiting: int = 0
+    sv_active: int = 0
+    sv_idle: int = 0
+    sv_used: int = 0
+    sv_tested: int = 0
+    sv_login: int = 0
+    maxwait: int = 0
+    maxwait_us: int = 0
+    pool_mode: str = ""
+
+    @property
+    def maxwait_seconds(self) -> float:
+        return self.maxwait + self.maxwait_us / 1e6
+
+    @property
+    def servers(self) -> int:
+        return (
+            self.sv_active
+            + self.sv_idle
+            + self.sv_used
+            + self.sv_tested
+            + (self.sv_login)
+        )
+
+
+@dataclass(frozen=True)
+class Stat(_Row):
+    database: str = ""
+    total_xact_count: int = 0
+    total_query_count: int = 0
+    total_received: int = 0
+    total_sent: int = 0
+    total_xact_time: int = 0  # microseconds
+    total_query_time: int = 0
+    total_wait_time: int = 0
+    avg_xact_count: int = 0  # per second, over the last stats_period
+    avg_query_count: int = 0
+    avg_recv: int = 0
+    avg_sent: int = 0
+    avg_xact_time: int = 0  # microseconds
+    avg_query_time: int = 0
+    avg_wait_time: int = 0
+
+
+@dataclass(frozen=True)
+class Server(_Row):
+    type: str = ""
+    user: str = ""
+    database: str = ""
+    state: str = ""
+    addr: str = ""
+    port: int = 0
+    connect_time: str = ""
+    request_time: str = ""
+
+
+@dataclass(frozen=True)
+class Client(_Row):
+    type: str = ""
+    user: str = ""
+    database: str = ""
+    state: str = ""
+    addr: str = ""
+    port: int = 0
+    connect_time: str = ""
+    request_time: str = ""
+    wait: int = 0
+    wait_us: int = 0
+
+
+@dataclass(frozen=True)
+class Database(_Row):
+    name: str = ""
+    host: str | None = None
+    port: int = 0
+    database: str = ""
+    pool_size: int = 0
+    min_pool_size: int = 0
+    reserve_pool: int = 0
+    pool_mode: str | None = None
+    max_connections: int = 0
+    current_connections: int = 0
+    paused: int = 0
+    disabled: int = 0
+
+
+@dataclass(frozen=True)
+class ConfigItem(_Row):
+    key: str = ""
+    value: str = ""
+    default: str = ""
+    changeable: str = ""
+
+
+@dataclass(frozen=True)
+class Version(_Row):
+    version: str = ""
+
+
+_ROWS: dict[str, type[_Row]] = {
+    "POOLS": Pool,
+    "STATS": Stat,
+    "SERVERS": Server,
+    "CLIENTS": Client,
+    "DATABASES": Database,
+    "CONFIG": ConfigItem,
+    "VERSION": Version,
+}
+R = TypeVar("R", bound=_Row)
+
+
+def _row(cls: type[R], values: dict[str, Any]) -> R:
+    known = {f.name for f in fields(cls)} - {"extra"}
+    return cls(
+        **{k: v for k, v in values.items() if k in known},
+        extra={k: v for k, v in values.items() if k not in known},
+    )
+
+
+class Console:
+    """An open admin console connection; `show()` as many times as needed."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def show(self, what: str) -> list[Any]:
+        cls = _ROWS[what.upper()]
+        cur = self._conn.execute(f"SHOW {what.upper()}", prepare=False)
+        names = [col.name for col in cur.description or []]
+        return [_row(cls, dict(zip(names, r, strict=True))) for r in cur]
+
+
+@contextmanager
+def console_connect(admin_url: str) -> Iterator[Console]:
+    """Open the console; any failure inside becomes ConsoleUnavailable, whose
+    message holds no password."""
+    url = postgres_url_parse(admin_url, variable="PGBOUNCER_ADMIN_URL")
+    try:
+        with psycopg.connect(
+            admin_url, autocommit=True, connect_timeout=TIMEOUT_SECONDS
+        ) as conn:
+            yield Console(conn)
+    except psycopg.Error as error:
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        if url.password:
+            reason = reason.replace(url.password, "***")
+        raise ConsoleUnavailable(
+            f"PgBouncer's admin console at {url.redacted()} did not answer: {reason}"
+        ) from None
+
+
+def console_show(admin_url: str, what: str) -> list[Any]:
+    """`SHOW <what>` (POOLS, STATS, SERVERS, CLIENTS, DATABASES, CONFIG, VERSION)."""
+    with console_connect(admin_url) as console:
+        return console.show(what)

@@ -1,0 +1,121 @@
+"""Readiness: can this process serve a request that needs the database?
+
+One query through PgBouncer under a short timeout, plus a look at the admin console,
+tell apart the states a load balancer and an operator need: ready, PgBouncer
+unreachable, PostgreSQL unreachable behind PgBouncer, and the pool saturated.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from .pool_state import WAIT_THRESHOLD_SECONDS, PoolState, pool_state
+
+__all__ = ["Readiness", "readiness_check"]
+
+READY = "ready"
+PGBOUNCER_UNREACHABLE = "pgbouncer_unreachable"
+POSTGRES_UNREACHABLE = "postgres_unreachable"
+POOL_SATURATED = "pool_saturated"
+
+_DETAIL = {
+    READY: "a query went through PgBouncer to PostgreSQL",
+    PGBOUNCER_UNREACHABLE: "PgBouncer does not answer: is it running, and does "
+    "DATABASE_URL name its host and port?",
+    POSTGRES_UNREACHABLE: "PgBouncer answers, but cannot reach PostgreSQL behind it "
+    "(see PgBouncer's log and PostgreSQL's)",
+    POOL_SATURATED: "clients wait for a server connection: the pool is too small "
+    "for the load, or PostgreSQL too slow (DEFAULT_POOL_SIZE, slow queries)",
+}
+
+
+@dataclass(frozen=True)
+class Readiness:
+    status: str
+    query: str  # "ok", or the error (no password in it)
+    console: str  # "ok", "not configured", or the error
+    pools: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == READY
+
+    @property
+    def http_status(self) -> int:
+        return 200 if self.ready else 503
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "ready": self.ready,
+            "detail": _DETAIL[self.status],
+            **asdict(self),
+        }
+
+
+def _query_probe(conninfo: dict[str, Any], timeout: float) -> tuple[str, bool]:
+    """("ok", True), or (error, whether PgBouncer itself answered)."""
+    result: list[tuple[str, bool]] = []
+
+    def probe() -> None:
+        try:
+            with psycopg.connect(
+                **conninfo, autocommit=True, connect_timeout=max(1, int(timeout))
+            ) as conn:
+                conn.execute("SELECT 1")
+            result.append(("ok", True))
+        except psycopg.Error as error:
+            text = " ".join(str(error).split())
+            password = str(conninfo.get("password") or "")
+            if password:
+                text = text.replace(password, "***")
+            answered = (
+                error.sqlstate is not None or "FATAL:" in text or ("ERROR:" in text)
+            )
+            result.append((text, answered))
+
+    # A query waiting for a server connection has no client-side timeout in
+    # psycopg; the probe gives up on it instead (the thread ends on its own).
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 1)
+    return result[0] if result else (f"no answer within {timeout:.0f} s", True)
+
+
+def _saturated(state: PoolState, wait_threshold: float) -> bool:
+    return any(
+        p.clients_waiting and p.maxwait_seconds >= wait_threshold for p in state.pools
+    )
+
+
+def readiness_check(
+    *,
+    conninfo: dict[str, Any],
+    admin_url: str | None,
+    timeout: float = 2.0,
+    wait_threshold: float = WAIT_THRESHOLD_SECONDS,
+) -> Readiness:
+    """`conninfo`: psycopg.connect() arguments for the pooled database."""
+    query, answered = _query_probe(conninfo, timeout)
+    state = pool_state(admin_url, wait_threshold=wait_threshold)
+    console = (
+        "ok"
+        if state.reachable
+        else ("not configured" if not state.configured else state.error)
+    )
+    pools = [asdict(p) for p in state.pools]
+    if state.reachable and _saturated(state, wait_threshold):
+        status = POOL_SATURATED
+    elif query == "ok":
+        status = READY
+    elif "query_wait_timeout" in query:
+        status = POOL_SATURATED
+    elif answered or state.reachable:
+        status = POSTGRES_UNREACHABLE
+    else:
+        status = PGBOUNCER_UNREACHABLE
+    return Readiness(status=status, query=query, console=console, pools=pools)
