@@ -71,8 +71,9 @@ class Postgres:
         cfg.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cfg.account.own(cfg.datadir)
         pwfile = cfg.datadir.parent / ".pwfile"
-        pwfile.write_text(cfg.superuser_password + "\n")
-        pwfile.chmod(0o600)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:  # 0600 from its first byte
+            handle.write(cfg.superuser_password + "\n")
         cfg.account.own(pwfile)
         try:
             run_checked(

@@ -63,14 +63,16 @@ class Account:
         """Fail early when this account cannot reach `path` (e.g. under /root)."""
         if self.uid is None:
             return
-        for parent in [*reversed(path.resolve().parents)]:
-            mode = parent.stat().st_mode
-            if parent.stat().st_uid != self.uid and not mode & 0o001:
+        for parent in [*reversed(path.resolve().parents), path.resolve()]:
+            info = parent.stat()
+            mode = info.st_mode
+            needed = 0o001 if parent.is_dir() else 0o004
+            if info.st_uid != self.uid and not mode & needed:
                 raise StackError(
-                    f"the account {self.name!r} that runs the servers cannot enter "
-                    f"{parent} (mode {oct(mode & 0o777)}). Put the checkout somewhere "
-                    f"it can reach, set DEVSTACK_DIR to such a folder, or run as a "
-                    f"normal user."
+                    f"the account {self.name!r} that runs a server cannot reach "
+                    f"{parent} (mode {oct(mode & 0o777)}). Put the checkout and its "
+                    f".venv where it can (not under /root), point DEVSTACK_DIR at "
+                    f"such a folder for the data, or run as a normal user."
                 )
 
     def popen_kwargs(self) -> dict[str, object]:

@@ -177,13 +177,20 @@ class Stack:
             raise
 
     def stop(self) -> None:
-        self.pgbouncer.stop()
-        self.postgres.stop()
+        try:
+            self.pgbouncer.stop()
+        finally:
+            self.postgres.stop()
 
 
 def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Child:
     """gunicorn serving the site through `stack`'s PgBouncer."""
     s = stack.settings
+    account.check_reach(PROJECT_DIR / "manage.py")
+    account.check_reach(Path(sys.executable).resolve())
+    metrics = s.root / "metrics"  # the workers' counters, added up by /metrics
+    metrics.mkdir(exist_ok=True)
+    account.own(metrics)
     return Child(
         "gunicorn",
         [
@@ -197,7 +204,12 @@ def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Chil
         host=s.web_host,
         port=s.web_port,
         account=account,
-        env={**env, "WEB_HOST": s.web_host, "WEB_PORT": str(s.web_port)},
+        env={
+            **env,
+            "WEB_HOST": s.web_host,
+            "WEB_PORT": str(s.web_port),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        },
         cwd=PROJECT_DIR,
     )
 
@@ -293,6 +305,12 @@ def run(environ: Mapping[str, str]) -> int:
             print(f"\n{stop}: stopping the web server, PgBouncer, PostgreSQL ...")
             return 0
         finally:
-            if web is not None:
-                web.stop()
-            stack.stop()
+            # A second Ctrl-C must not cut the shutdown short: the servers run in
+            # sessions of their own and would be left running.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+            try:
+                if web is not None:
+                    web.stop()
+            finally:
+                stack.stop()

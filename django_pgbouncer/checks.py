@@ -190,6 +190,16 @@ def _console_config(admin_url: str) -> dict[str, str]:
     return rows
 
 
+_CAPACITY_HINTS = {
+    "django_pgbouncer.E007": "Run fewer web processes or threads "
+    "(PGBOUNCER_WEB_CAPACITY tells this check how many), or raise PgBouncer's "
+    "max_client_conn.",
+    "django_pgbouncer.E008": "Lower PgBouncer's default_pool_size or "
+    "reserve_pool_size, cap it with max_db_connections, or raise PostgreSQL's "
+    "max_connections.",
+}
+
+
 @register(Tags.database)
 def capacity_check(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any

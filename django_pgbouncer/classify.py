@@ -79,6 +79,12 @@ HAZARDS = {
             "CREATE TEMP TABLE ... ON COMMIT DROP inside transaction.atomic()",
         ),
         Hazard(
+            "dblink",
+            "dblink_connect() leaves a named connection in one server session: your "
+            "next transaction may not find it, and another client may use it",
+            "dblink() with a connection string per call, or the 'direct' alias",
+        ),
+        Hazard(
             "load",
             "LOAD puts a library into one server session only",
             "session_preload_libraries or shared_preload_libraries in postgresql.conf",
@@ -97,15 +103,9 @@ class Finding:
 
 # Parameters PgBouncer tracks per client and sets on whichever server connection
 # serves it, so a SET of these is safe (PgBouncer docs, "track_extra_parameters").
-TRACKED = frozenset(
-    {
-        "client_encoding",
-        "datestyle",
-        "timezone",
-        "standard_conforming_strings",
-        "application_name",
-    }
-)
+# standard_conforming_strings is tracked too, but turning it off changes how string
+# literals are read, which this lexer (and Django) assume on: it stays a finding.
+TRACKED = frozenset({"client_encoding", "datestyle", "timezone", "application_name"})
 ADVISORY_SESSION = frozenset(
     f"pg_{t}advisory_{op}{s}"
     for t in ("", "try_")
@@ -127,19 +127,16 @@ _TRIGGERS = (
     "temp",
     "load",
     "set_config",
-    "do ",
-    "do\n",
-    "do\t",
-    "do$",
-    "do'",
+    "dblink",
 )
+_DO = re.compile(r"\bdo\b")
 # SET and RESET matter only at the start of a statement (not in UPDATE ... SET).
 _STATEMENT_SET = re.compile(r"(?:^|;)\s*(?:re)?set\b")
 
 
 def _worth_lexing(sql: str) -> bool:
     low = sql.lower()
-    if any(word in low for word in _TRIGGERS):
+    if any(word in low for word in _TRIGGERS) or ("do" in low and _DO.search(low)):
         return True
     if "set" not in low:
         return False
@@ -221,6 +218,12 @@ def _name(tok: _Tok | None) -> str | None:
     return tok.value.lower() if tok.kind == "word" else tok.value
 
 
+def _guc(tok: _Tok | None) -> str | None:
+    """A setting's name: case-insensitive, quoted or not."""
+    name = _name(tok)
+    return name.lower() if name is not None else None
+
+
 def _words(toks: list[_Tok]) -> list[str]:
     return [t.value for t in toks if t.kind == "word"]
 
@@ -228,12 +231,12 @@ def _words(toks: list[_Tok]) -> list[str]:
 def _set_kind(toks: list[_Tok]) -> str | None:
     """SET ...: which hazard, if any."""
     rest = toks[1:]
-    first = _name(rest[0]) if rest else None
+    first = _guc(rest[0]) if rest else None
     if first in ("local", "transaction", "constraints"):
         return None
     if first == "session":
         rest = rest[1:]
-        first = _name(rest[0]) if rest else None
+        first = _guc(rest[0]) if rest else None
         if first == "characteristics":
             return "setting"
     if first in ("role", "authorization"):
@@ -246,13 +249,25 @@ def _set_kind(toks: list[_Tok]) -> str | None:
 
 
 def _reset_kind(toks: list[_Tok]) -> str | None:
-    target = _name(toks[1]) if len(toks) > 1 else None
+    target = _guc(toks[1]) if len(toks) > 1 else None
     if target in ("role", "session"):
         return "role"
     return None if target in TRACKED else "setting"
 
 
-def _create_kind(words: list[str], in_transaction: bool) -> str | None:
+def _in_pg_temp(toks: list[_Tok], at: int) -> bool:
+    """Whether the name at `at` is qualified by the session's temporary schema."""
+    name = _name(toks[at]) if at < len(toks) else None
+    return (
+        name is not None
+        and name.lower().startswith("pg_temp")
+        and at + 1 < len(toks)
+        and toks[at + 1].value == "."
+    )
+
+
+def _create_kind(toks: list[_Tok], in_transaction: bool) -> str | None:
+    words = _words(toks)
     head = []
     for word in words[1:]:
         if word in ("TABLE", "VIEW", "SEQUENCE"):
@@ -260,7 +275,21 @@ def _create_kind(words: list[str], in_transaction: bool) -> str | None:
         head.append(word)
     else:
         return None
-    if not {"TEMP", "TEMPORARY"} & set(head):
+    at = (
+        next(
+            i
+            for i, t in enumerate(toks)
+            if t.kind == "word" and t.value in ("TABLE", "VIEW", "SEQUENCE")
+        )
+        + 1
+    )
+    while (
+        at < len(toks)
+        and toks[at].kind == "word"
+        and toks[at].value in ("IF", "NOT", "EXISTS")
+    ):
+        at += 1
+    if not ({"TEMP", "TEMPORARY"} & set(head) or _in_pg_temp(toks, at)):
         return None
     on_commit_drop = any(
         words[i : i + 3] == ["ON", "COMMIT", "DROP"] for i in range(len(words))
@@ -296,6 +325,8 @@ def _call_kinds(toks: list[_Tok]) -> list[str]:
             continue
         if name in ADVISORY_SESSION:
             kinds.append("advisory_lock")
+        elif name in ("dblink_connect", "dblink_connect_u"):
+            kinds.append("dblink")
         elif name == "set_config":
             args = _call_args(toks, i + 1)
             is_local = args[2] if len(args) == 3 else []
@@ -325,7 +356,66 @@ def _plpgsql_segments(toks: list[_Tok]) -> list[list[_Tok]]:
     return [s for s in segments if s]
 
 
-def _statement_kinds(toks: list[_Tok], in_transaction: bool) -> list[str]:
+_SELECT_INTO_NOT_A_NAME = frozenset(
+    {"FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "WINDOW"}
+)
+
+
+def _select_into_temp(toks: list[_Tok]) -> bool:
+    """SELECT ... INTO [LOCAL|GLOBAL] TEMP[ORARY] [UNLOGGED] [TABLE] name, or
+    INTO pg_temp.name (`INTO temp FROM` makes an ordinary table called temp)."""
+    for i, tok in enumerate(toks):
+        if tok.kind != "word" or tok.value != "INTO":
+            continue
+        at = i + 1
+        if _in_pg_temp(toks, at):
+            return True
+        words = []
+        while (
+            at < len(toks)
+            and toks[at].kind == "word"
+            and toks[at].value
+            in ("LOCAL", "GLOBAL", "TEMP", "TEMPORARY", "UNLOGGED", "TABLE")
+        ):
+            words.append(toks[at].value)
+            at += 1
+        named = (
+            at < len(toks)
+            and toks[at].kind in ("word", "ident")
+            and (toks[at].value not in _SELECT_INTO_NOT_A_NAME)
+        )
+        if {"TEMP", "TEMPORARY"} & set(words) and named:
+            return True
+    return False
+
+
+def _strip_prefix(toks: list[_Tok]) -> list[_Tok]:
+    """Drop what runs a statement without changing it: `(` and EXPLAIN [options]."""
+    while toks and toks[0].kind == "punct" and toks[0].value == "(":
+        toks = toks[1:]
+    if toks and _name(toks[0]) == "explain":
+        toks = toks[1:]
+        if toks and toks[0].value == "(":
+            depth = 0
+            for i, tok in enumerate(toks):
+                depth += (
+                    {"(": 1, ")": -1}.get(tok.value, 0) if tok.kind == "punct" else 0
+                )
+                if depth == 0:
+                    toks = toks[i + 1 :]
+                    break
+        while toks and _name(toks[0]) in ("analyze", "analyse", "verbose"):
+            toks = toks[1:]
+        return _strip_prefix(toks)
+    return toks
+
+
+def _statement_kinds(
+    toks: list[_Tok], in_transaction: bool, *, plpgsql: bool = False
+) -> list[str]:
+    toks = _strip_prefix(toks)
+    if not toks:
+        return []
     words = _words(toks)
     first = _name(toks[0])
     kinds: list[str] = []
@@ -335,8 +425,10 @@ def _statement_kinds(toks: list[_Tok], in_transaction: bool) -> list[str]:
         kinds.append(_reset_kind(toks) or "")
     elif first in ("listen", "unlisten"):
         kinds.append("listen")
-    elif first in ("execute", "deallocate") or (
-        first == "prepare" and words[1:2] != ["TRANSACTION"]
+    elif (
+        (first == "execute" and not plpgsql)
+        or first == "deallocate"
+        or (first == "prepare" and words[1:2] != ["TRANSACTION"])
     ):
         kinds.append("prepare")
     elif first == "declare" and any(
@@ -344,7 +436,7 @@ def _statement_kinds(toks: list[_Tok], in_transaction: bool) -> list[str]:
     ):
         kinds.append("hold_cursor")
     elif first == "create":
-        kinds.append(_create_kind(words, in_transaction) or "")
+        kinds.append(_create_kind(toks, in_transaction) or "")
         if "FUNCTION" in words or "PROCEDURE" in words:
             return [k for k in kinds if k]  # the body runs only when called
     elif first == "load":
@@ -353,18 +445,20 @@ def _statement_kinds(toks: list[_Tok], in_transaction: bool) -> list[str]:
         for body in (t for t in toks if t.kind == "string"):
             for inner, _ in _lex(body.value):
                 for segment in _plpgsql_segments(inner):
-                    kinds += _statement_kinds(segment, True)
-    if first in ("select", "with") and any(
-        words[i] == "INTO" and words[i + 1] in ("TEMP", "TEMPORARY")
-        for i in range(len(words) - 1)
-    ):
+                    kinds += _statement_kinds(segment, True, plpgsql=True)
+    if first in ("select", "with") and not plpgsql and _select_into_temp(toks):
         kinds.append("temp_table")
     kinds += _call_kinds(toks)
     return [k for k in kinds if k]
 
 
+_LITERAL = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_][A-Za-z0-9_]*)?\$.*?\$\1\$", re.S)
+
+
 def _statement_text(sql: str, limit: int = 200) -> str:
-    text = " ".join(sql.split())
+    """The statement for a message: one line, string literals masked (a literal may
+    hold a secret: SET app.api_key = '...')."""
+    text = " ".join(_LITERAL.sub("'...'", sql).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

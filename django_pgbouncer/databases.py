@@ -120,6 +120,6 @@ def direct_database_config(
 def migration_alias(databases: dict[str, dict[str, Any]], alias: str) -> str:
     """The alias that migrations for `alias` should run over: its direct twin if any."""
     for name, entry in databases.items():
-        if entry.get("PGBOUNCER", {}).get("direct_for") == alias:
+        if (entry.get("PGBOUNCER") or {}).get("direct_for") == alias:
             return name
     return alias

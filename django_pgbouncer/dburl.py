@@ -30,7 +30,7 @@ class PostgresURL:
     host: str
     port: int
     name: str
-    params: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def with_(self, **changes: object) -> PostgresURL:
         """A copy with some parts replaced (host, port, name, ...)."""
@@ -50,14 +50,17 @@ class PostgresURL:
         return self._url(quote(self.password, safe=""))
 
     def redacted(self) -> str:
-        """The URL with the password masked: safe for logs and error messages."""
-        return self._url("***" if self.password else "")
+        """The URL with the password masked, and the values of query parameters
+        (`?password=`, `?sslpassword=` ...): safe for logs and error messages."""
+        return self._url("***" if self.password else "", masked_params=True)
 
-    def _url(self, password: str) -> str:
+    def _url(self, password: str, *, masked_params: bool = False) -> str:
         auth = quote(self.user, safe="")
         if password:
             auth += ":" + password
-        query = "&".join(f"{quote(k)}={quote(v)}" for k, v in self.params)
+        query = "&".join(
+            f"{quote(k)}={'***' if masked_params else quote(v)}" for k, v in self.params
+        )
         host = f"[{self.host}]" if ":" in self.host else self.host
         tail = f"?{query}" if query else ""
         return f"postgres://{auth}@{host}:{self.port}/{quote(self.name, safe='')}{tail}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.dispatch import Signal
+from psycopg.sql import Composable
 
 from .classify import HAZARDS, Finding, session_state_find
 from .errors import SessionStateError
@@ -85,8 +86,10 @@ class SessionStateGuard:
         return execute(sql, params, many, context)
 
     @staticmethod
-    def _find(sql: str, context: dict[str, Any]) -> Finding | None:
+    def _find(sql: Any, context: dict[str, Any]) -> Finding | None:
         in_transaction = context["connection"].in_atomic_block
+        if isinstance(sql, Composable):  # psycopg's sql.SQL(...), sql.Composed
+            sql = sql.as_string(context["connection"].connection)
         # A server-side cursor outside atomic() is DECLAREd WITH HOLD by psycopg:
         # the SQL we see is its SELECT, so the cursor itself tells.
         raw = getattr(context["cursor"], "cursor", None)
@@ -107,4 +110,6 @@ def guard_install(
         isinstance(w, SessionStateGuard) for w in connection.execute_wrappers
     ):
         return
-    connection.execute_wrappers.append(SessionStateGuard(connection.alias, mode))
+    # First in the list: a connection opened inside `with execute_wrapper(w):` would
+    # otherwise have the guard popped in place of `w` when that block ends.
+    connection.execute_wrappers.insert(0, SessionStateGuard(connection.alias, mode))

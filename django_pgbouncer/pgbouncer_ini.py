@@ -204,21 +204,28 @@ def version_parse(text: str, *, variable: str = "PGBOUNCER_VERSION") -> Version:
     return int(match.group(1)), int(match.group(2))
 
 
-def _upstream_from_env(env: Mapping[str, str]) -> PostgresURL:
+def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
+    """The upstream, and the variables to blame for its name and its password."""
     if env.get("POSTGRES_DATABASE_URL", "").strip():
-        return postgres_url_parse(
+        url = postgres_url_parse(
             env["POSTGRES_DATABASE_URL"], variable="POSTGRES_DATABASE_URL"
         )
+        return url, "POSTGRES_DATABASE_URL", "POSTGRES_DATABASE_URL"
     if env.get("DB_HOST", "").strip():  # the image's other spelling
-        port = _int(1)("DB_PORT", env.get("DB_PORT", "5432"))
+        port = int(_int(1)("DB_PORT", env.get("DB_PORT", "5432")))
+        if port > 65535:
+            raise ConfigError(
+                "DB_PORT", f"{port} is not a port number", "set a number to 65535"
+            )
         user = env.get("DB_USER", "postgres")
-        return PostgresURL(
+        url = PostgresURL(
             user=user,
             password=env.get("DB_PASSWORD", ""),
             host=_text("DB_HOST", env["DB_HOST"]),
-            port=int(port),
+            port=port,
             name=env.get("DB_NAME", user),
         )
+        return url, "DB_NAME", "DB_PASSWORD"
     raise ConfigError(
         "POSTGRES_DATABASE_URL",
         "is not set, so PgBouncer has no PostgreSQL server to pool",
@@ -231,10 +238,10 @@ def pgbouncer_config_from_env(
     env: Mapping[str, str], *, version: Version, auth_file: str
 ) -> PgBouncerConfig:
     """Validate the environment into a config for PgBouncer `version`."""
-    upstream = _upstream_from_env(env)
+    upstream, name_variable, password_variable = _upstream_from_env(env)
     if not _NAME.match(upstream.name):
         raise ConfigError(
-            "POSTGRES_DATABASE_URL",
+            name_variable,
             f"the database name {upstream.name!r} has characters PgBouncer's "
             "configuration cannot hold",
             "use a database name of letters, digits, _ . -",
@@ -256,6 +263,11 @@ def pgbouncer_config_from_env(
                     f"unset {setting.variable}, or run a newer PgBouncer",
                 )
         settings.append((setting.key, value))
+    # ?sslmode= on the upstream URL: PgBouncer's TLS to the server is a global key.
+    sslmode = dict(upstream.params).get("sslmode")
+    if sslmode and not env.get("SERVER_TLS_SSLMODE", "").strip():
+        parse = next(s for s in SETTINGS if s.key == "server_tls_sslmode").parse
+        settings.append(("server_tls_sslmode", parse("POSTGRES_DATABASE_URL", sslmode)))
     users = {upstream.user: upstream.password}
     admin_url = env.get("PGBOUNCER_ADMIN_URL", "").strip()
     if admin_url:
@@ -264,9 +276,7 @@ def pgbouncer_config_from_env(
     for name, password in users.items():
         if not password:
             raise ConfigError(
-                "POSTGRES_DATABASE_URL"
-                if name == upstream.user
-                else "PGBOUNCER_ADMIN_URL",
+                password_variable if name == upstream.user else "PGBOUNCER_ADMIN_URL",
                 f"the user {name!r} has no password, and SCRAM needs one",
                 "put the password in the URL (postgres://USER:PASSWORD@...)",
             )

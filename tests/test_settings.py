@@ -16,11 +16,16 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": KEY,
     "DJANGO_ALLOWED_HOSTS": "example.com",
     "DATABASE_URL": "postgres://app:pw@pgbouncer:5432/app",
+    "DIRECT_DATABASE_URL": "postgres://app:pw@db:5432/app",
 }
 
 
 def manage(*args, **env):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DJANGO_") and not k.endswith("DATABASE_URL")
+    }
     return subprocess.run(
         [sys.executable, str(PROJECT_DIR / "manage.py"), *args],
         capture_output=True,
@@ -84,3 +89,10 @@ def test_plain_http_mode_for_loopback():
         **{**PRODUCTION, "DJANGO_HTTPS": "0"},
     )
     assert result.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_without_a_direct_url_migrations_through_the_pooler_are_flagged():
+    env = {k: v for k, v in PRODUCTION.items() if k != "DIRECT_DATABASE_URL"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+    assert result.returncode != 0
+    assert "django_pgbouncer.W006" in result.stderr

@@ -16,6 +16,7 @@ import re
 import runpy
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +331,8 @@ def gunicorn_settings(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             monkeypatch.setenv(variable, env[variable])
         else:
             monkeypatch.delenv(variable, raising=False)
+    # gunicorn.py exports its metrics folder into os.environ: keep it restorable.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp())
     return runpy.run_path(str(ROOT / "config" / "gunicorn.py"))
 
 

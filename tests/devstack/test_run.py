@@ -104,9 +104,15 @@ def test_run_serves_stops_and_keeps_data():
         assert f":{ports['DEVSTACK_PGBOUNCER_PORT']}/app" in stack_env["DATABASE_URL"]
         assert oct((root / "stack.env").stat().st_mode & 0o777) == "0o600"
     finally:
+        # Two signals in a row: the second must not cut the shutdown short.
+        first.proc.send_signal(signal.SIGTERM)
         assert first.stop() == 0
     for port in ports.values():
         assert port_free("127.0.0.1", port), f"port {port} still in use after stop"
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(root)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert leftover == [], "processes of the run are still alive"
 
     second = Run(root, ports)
     try:

@@ -78,6 +78,22 @@ HARMFUL = [
         "DO LANGUAGE plpgsql 'BEGIN PERFORM set_config(''x'', ''1'', false); END'",
         "setting",
     ),
+    # temporary objects by schema, by SELECT INTO, behind parentheses or EXPLAIN
+    ("CREATE TABLE pg_temp.t (a int)", "temp_table"),
+    ("CREATE VIEW pg_temp.v AS SELECT 1", "temp_table"),
+    ("CREATE TABLE IF NOT EXISTS pg_temp.t (a int)", "temp_table"),
+    ("SELECT 1 AS a INTO pg_temp.t4", "temp_table"),
+    ("SELECT 1 AS a INTO LOCAL TEMP t2", "temp_table"),
+    ("SELECT 1 AS a INTO TEMPORARY TABLE t3", "temp_table"),
+    ("(SELECT 1 AS a INTO TEMP t1)", "temp_table"),
+    ("EXPLAIN ANALYZE CREATE TEMP TABLE t5 AS SELECT 1", "temp_table"),
+    ("EXPLAIN (ANALYZE, BUFFERS) SELECT pg_advisory_lock(1)", "advisory_lock"),
+    # DO blocks whatever the white space
+    ("DO\r\n$$\r\nBEGIN\r\n  SET search_path = x;\r\nEND\r\n$$", "setting"),
+    ("DO\x0c$$BEGIN PERFORM pg_advisory_lock(1); END$$", "advisory_lock"),
+    # others
+    ("SELECT dblink_connect('c', 'dbname=app')", "dblink"),
+    ("SET standard_conforming_strings = off", "setting"),
     # dollar quoting and string literals cannot hide the next statement
     ("SELECT $tag$ it's $$ fine $tag$; LISTEN ch", "listen"),
     ("SELECT E'it\\'s; fine'; SET work_mem = 1", "setting"),
@@ -97,7 +113,6 @@ HARMLESS = [
     "SET client_encoding = 'UTF8'",
     "SET application_name = 'web'",
     "SET DateStyle = ISO",
-    "SET standard_conforming_strings = on",
     "SET NAMES 'UTF8'",
     "RESET TimeZone",
     "SELECT set_config('statement_timeout', '5s', true)",
@@ -131,6 +146,13 @@ HARMLESS = [
     ";;",
     "DO $$ BEGIN PERFORM pg_advisory_xact_lock(1); END $$",
     "DO $$ BEGIN SET LOCAL work_mem = '1GB'; END $$",
+    "DO $$BEGIN EXECUTE format('SELECT %L', 'x'); END$$",
+    "DO $$DECLARE temp int; BEGIN SELECT 1 INTO temp; END$$",
+    "SELECT * INTO temp FROM (SELECT 1) s",
+    "SET \"TimeZone\" = 'UTC'",
+    "INSERT INTO t (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET n = t.n + 1",
+    "INSERT INTO t (id) VALUES (1) ON CONFLICT DO NOTHING",
+    "SELECT dblink('dbname=app', 'SELECT 1') AS t(a int)",
 ]
 
 
@@ -163,6 +185,13 @@ def test_the_finding_names_the_statement_not_the_whole_string():
     finding = session_state_find("SELECT 1;\n  SET   work_mem =\n 1 ; SELECT 2")
     assert finding is not None
     assert finding.statement == "SET work_mem = 1"
+
+
+def test_the_finding_masks_string_literals():
+    finding = session_state_find("SET app.api_key = 'sk-live-123'")
+    assert finding is not None
+    assert "sk-live-123" not in finding.statement
+    assert finding.statement == "SET app.api_key = '...'"
 
 
 def test_every_hazard_says_why_and_what_instead():

@@ -153,6 +153,7 @@ def test_safe_twin_temp_table_on_commit_drop_in_atomic():
         run("CREATE TEMP TABLE mine (id int) ON COMMIT DROP")
         run("INSERT INTO mine VALUES (1)")
         assert run("SELECT count(*) FROM mine") == [(1,)]
+    assert run("SELECT to_regclass('pg_temp.mine')") == [(None,)]  # gone at commit
 
 
 # --- prepared statements --------------------------------------------------------------
@@ -246,7 +247,7 @@ def test_log_mode_runs_the_statement_and_logs_it(guard_mode, caplog):
     with transaction.atomic():  # one server connection: SET and RESET stay together
         run("SET work_mem = '8MB'")
         run("RESET work_mem")
-    assert "SET work_mem = '8MB'" in caplog.text
+    assert "SET work_mem = '...'" in caplog.text  # literals masked
     assert "SET LOCAL" in caplog.text
 
 
@@ -265,6 +266,42 @@ def test_session_state_allowed_lets_a_block_through():
         run("RESET work_mem")
     with guarded("SET LOCAL"):
         run("SET work_mem = '8MB'")
+
+
+def test_guard_survives_a_connection_opened_inside_execute_wrapper():
+    connection.close()
+
+    def passthrough(execute, sql, params, many, context):
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(passthrough):
+        run("SELECT 1")  # opens the connection: the guard is installed now
+    with guarded("SET LOCAL"):
+        run("SET work_mem = '8MB'")
+
+
+def test_guard_reads_psycopg_composed_sql():
+    from psycopg import sql
+
+    statement = sql.SQL("SET {} = {}").format(
+        sql.Identifier("work_mem"), sql.Literal("8MB")
+    )
+    with guarded("SET LOCAL"), connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def test_guard_stops_a_server_side_cursor_outside_atomic():
+    from core.models import Post
+
+    Post.objects.create(title="x", content="y")
+    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = False
+    try:
+        with guarded("DISABLE_SERVER_SIDE_CURSORS"):
+            list(Post.objects.iterator(chunk_size=10))
+        with transaction.atomic():  # inside one transaction it is safe
+            assert len(list(Post.objects.iterator(chunk_size=10))) == 1
+    finally:
+        connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 
 def test_the_direct_alias_is_not_guarded():

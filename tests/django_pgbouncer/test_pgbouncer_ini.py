@@ -211,3 +211,22 @@ def test_verifier_matches_its_password_whatever_the_salt(
 ):
     verifier = scram_verifier(verifier_of) if verifier_of else "md5abc"
     assert scram_verifier_matches(password, verifier) is matches
+
+
+def test_upstream_sslmode_turns_on_tls_to_the_server():
+    _, text = render({"POSTGRES_DATABASE_URL": UPSTREAM + "?sslmode=require"})
+    assert ini_sections(text)["pgbouncer"]["server_tls_sslmode"] == "require"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DB_HOST": "db", "DB_PASSWORD": "pw", "DB_NAME": "a b"}, "DB_NAME"),
+        ({"DB_HOST": "db", "DB_NAME": "app"}, "DB_PASSWORD"),
+        ({"DB_HOST": "db", "DB_PASSWORD": "pw", "DB_PORT": "99999"}, "DB_PORT"),
+    ],
+    ids=["bad-name", "no-password", "port-range"],
+)
+def test_db_variables_are_blamed_by_name(env, variable):
+    with pytest.raises(ConfigError, match=rf"^{variable}: "):
+        render(env)
