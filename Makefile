@@ -1,15 +1,18 @@
 # The front door: `make run` starts the site, `make test` proves it.
-.PHONY: run test lint typecheck pytest bootstrap manage pgbouncer-config clean
+.PHONY: run test lint typecheck pytest bootstrap bootstrap-test manage clean
 
 PY := .venv/bin/python
 
 run: bootstrap
 	$(PY) -m devstack
 
-test: bootstrap lint typecheck pytest
+test: bootstrap-test lint typecheck pytest
 
 bootstrap:
 	@devstack/bootstrap.sh
+
+bootstrap-test:
+	@devstack/bootstrap.sh test
 
 lint:
 	.venv/bin/ruff check .

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the stack needs on Debian: system packages (as root), then a
-# virtualenv with the pinned dependencies. Usage: devstack/bootstrap.sh [dev]
+# virtualenv with the pinned dependencies. Usage: devstack/bootstrap.sh [test|dev]
+# (test adds the browser the dashboard's test drives; dev adds wrk for bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extra=${1:-}
 packages=(postgresql pgbouncer python3-venv python3-dev make)
-[ "$extra" = dev ] && packages+=(wrk)
+[ "$extra" = test ] && packages+=(chromium chromium-driver)
+[ "$extra" = dev ] && packages+=(wrk chromium chromium-driver)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -160,9 +160,16 @@ R = TypeVar("R", bound=_Row)
 
 
 def _row(cls: type[R], values: dict[str, Any]) -> R:
-    known = {f.name for f in fields(cls)} - {"extra"}
+    known = {f.name: f for f in fields(cls) if f.name != "extra"}
+
+    def typed(name: str, value: Any) -> Any:
+        # PgBouncer sends its counters as numeric: Decimal in Python.
+        if isinstance(known[name].default, int) and value is not None:
+            return int(value)
+        return value
+
     return cls(
-        **{k: v for k, v in values.items() if k in known},
+        **{k: typed(k, v) for k, v in values.items() if k in known},
         extra={k: v for k, v in values.items() if k not in known},
     )
 

@@ -87,8 +87,11 @@ def _query_probe(conninfo: dict[str, Any], timeout: float) -> tuple[str, bool]:
 
 
 def _saturated(state: PoolState, wait_threshold: float) -> bool:
+    # Clients wait, and every server connection is at work: the pool is too small.
+    # (Clients that wait while servers are missing mean PostgreSQL is unreachable.)
     return any(
-        p.clients_waiting and p.maxwait_seconds >= wait_threshold for p in state.pools
+        p.clients_waiting and p.maxwait_seconds >= wait_threshold and p.at_limit
+        for p in state.pools
     )
 
 

@@ -42,6 +42,7 @@ class PoolView:
     avg_wait_ms: float
     total_query_count: int  # for rates between two looks
     total_xact_count: int
+    at_limit: bool = False  # every server connection the pool may have is working
     trouble: tuple[str, ...] = ()
 
 
@@ -81,7 +82,9 @@ def pool_views(
             continue
         stat = by_db.get(pool.database, Stat(database=pool.database))
         size = sizes.get(pool.database, default_size)
-        busy = pool.sv_active + pool.sv_login
+        # Linked to a client and working; servers logging in do not count, or a
+        # PostgreSQL that refuses logins would look like a busy pool.
+        busy = pool.sv_active
         trouble = []
         if pool.cl_waiting:
             trouble.append(f"{pool.cl_waiting} clients waiting")
@@ -107,6 +110,7 @@ def pool_views(
                 avg_wait_ms=round(stat.avg_wait_time / 1000, 3),
                 total_query_count=stat.total_query_count,
                 total_xact_count=stat.total_xact_count,
+                at_limit=busy >= size,
                 trouble=tuple(trouble),
             )
         )

@@ -1,0 +1,158 @@
+"""Health probes and the status command against servers that go away: a private
+stack whose PostgreSQL, then PgBouncer, the test stops."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg
+import pytest
+
+from devstack.process import Account, port_pick
+from devstack.stack import PROJECT_DIR, Stack, StackSettings, web_child
+from tests.fixtures.stack import scratch_dir, web_env
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(scope="module")
+def doomed():
+    """PostgreSQL, PgBouncer (a pool of 1) and gunicorn of their own, to be broken."""
+    root = scratch_dir("test-probes-")
+    stack = Stack(
+        StackSettings(
+            root=root,
+            postgres_port=port_pick(),
+            pgbouncer_port=port_pick(),
+            web_port=port_pick(),
+            pgbouncer_variables={"DEFAULT_POOL_SIZE": "1"},
+        ),
+        durable=False,
+    )
+    stack.start()
+    web = web_child(stack, web_env(stack), account=Account())
+    web.start()
+    yield stack
+    web.stop()
+    stack.stop()
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def status_command(stack):
+    env = {**web_env(stack), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "manage.py"), "pgbouncer_status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def secrets_of(stack):
+    return [stack.secrets["app_password"], stack.secrets["admin_console_password"]]
+
+
+def test_each_probe_tells_what_broke(doomed):
+    url = doomed.web_url
+    # Everything up.
+    assert get(url + "/healthz") == (200, {"status": "alive"})
+    code, body = get(url + "/readyz")
+    assert (code, body["status"], body["console"]) == (200, "ready", "ok")
+    code, report, _ = status_command(doomed)
+    assert (code, report["status"]) == (0, "ready")
+
+    # The pool's one server connection held by a long transaction, a client waiting.
+    holder = psycopg.connect(doomed.pooled_url.url())
+    holder.execute("SELECT 1")  # a transaction stays open: the server stays taken
+
+    def wait_for_a_server():
+        with psycopg.connect(doomed.pooled_url.url(), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+
+    waiter = threading.Thread(target=wait_for_a_server)
+    waiter.start()
+    try:
+        time.sleep(1.5)
+        code, body = get(url + "/readyz")
+        assert (code, body["status"]) == (503, "pool_saturated")
+        assert any("waiting" in t for p in body["pools"] for t in p["trouble"])
+    finally:
+        holder.rollback()
+        holder.close()
+        waiter.join(30)
+
+    # PostgreSQL stops behind a running PgBouncer.
+    doomed.postgres.stop()
+    assert get(url + "/healthz") == (200, {"status": "alive"})
+    code, body = get(url + "/readyz")
+    assert (code, body["status"], body["console"]) == (
+        503,
+        "postgres_unreachable",
+        "ok",
+    )
+    code, report, stderr = status_command(doomed)
+    assert (code, report["status"]) == (1, "postgres_unreachable")
+    assert "not ready: postgres_unreachable" in stderr
+
+    # PgBouncer stops too.
+    doomed.pgbouncer.stop()
+    assert get(url + "/healthz") == (200, {"status": "alive"})
+    code, body = get(url + "/readyz")
+    assert (code, body["status"]) == (503, "pgbouncer_unreachable")
+    assert "did not answer" in body["console"]
+    code, report, stderr = status_command(doomed)
+    assert (code, report["status"]) == (1, "pgbouncer_unreachable")
+    for text in (json.dumps(body), json.dumps(report), stderr):
+        for secret in secrets_of(doomed):
+            assert secret not in text
+
+
+def test_status_command_prints_a_table_for_people(stack, django_db_setup):
+    env = {
+        **web_env(stack),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "manage.py"), "pgbouncer_status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("status:  ready")
+    header = next(line for line in lines if line.startswith("database"))
+    assert "cl_waiting" in header
+    assert any(line.split()[:3] == ["app", "app", "transaction"] for line in lines)
+
+
+def test_not_configured_is_a_state_not_an_error(stack, django_db_setup):
+    env = {**web_env(stack), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env.pop("PGBOUNCER_ADMIN_URL")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "manage.py"), "pgbouncer_status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    report = json.loads(result.stdout)
+    assert result.returncode == 0
+    assert (report["status"], report["console"]) == ("ready", "not configured")
