@@ -601,3 +601,9 @@ def test_image_installs_the_project_and_bakes_no_secret():
 def test_dockerignore_keeps_out(pattern):
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert pattern in lines
+
+
+def test_web_health_is_the_status_command():
+    assert "manage.py pgbouncer_status" in healthcheck_command("web")
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert '"manage.py", "pgbouncer_status"' in dockerfile
