@@ -43,6 +43,7 @@ class PoolView:
     total_query_count: int  # for rates between two looks
     total_xact_count: int
     at_limit: bool = False  # every server connection the pool may have is working
+    wait_exceeded: bool = False  # the longest wait passed the threshold
     trouble: tuple[str, ...] = ()
 
 
@@ -111,6 +112,7 @@ def pool_views(
                 total_query_count=stat.total_query_count,
                 total_xact_count=stat.total_xact_count,
                 at_limit=busy >= size,
+                wait_exceeded=pool.maxwait_seconds >= wait_threshold,
                 trouble=tuple(trouble),
             )
         )
