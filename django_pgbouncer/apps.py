@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_started
 from django.db.backends.signals import connection_created
 
 
@@ -10,9 +11,13 @@ class DjangoPgBouncerConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         from .guard import guard_install, session_state_found
         from .metrics import guard_finding_count, metrics_install
+        from .stale import stale_connections_close
 
         connection_created.connect(guard_install, dispatch_uid="pgbouncer_guard")
         connection_created.connect(metrics_install, dispatch_uid="pgbouncer_metrics")
         session_state_found.connect(
             guard_finding_count, dispatch_uid="pgbouncer_guard_metrics"
+        )
+        request_started.connect(
+            stale_connections_close, dispatch_uid="pgbouncer_stale_connections"
         )

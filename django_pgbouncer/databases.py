@@ -33,10 +33,12 @@ DIRECT_ALIAS = "direct"
 # 661 with 600 (medians of 3 interleaved rounds, README "Measured"). An idle client
 # connection costs PgBouncer about 2 kB and no PostgreSQL backend.
 DEFAULT_CONN_MAX_AGE = 600
-# A `SELECT 1` before a request reuses a connection, so a restarted PgBouncer costs no
-# failed request. Its price was lost in the noise of the same run (661 req/s with it,
-# 430 without).
-DEFAULT_CONN_HEALTH_CHECKS = True
+# Django's health check is a `SELECT 1` round trip before each request; with the
+# harness's interleaved rounds it cost the list page a fifth of its throughput
+# (bench/results/explore-queries.md: 586 req/s with it, 716 without). Behind PgBouncer
+# only PgBouncer can close a kept connection, and django_pgbouncer.stale notices that
+# with a select() on the socket instead, for about a microsecond.
+DEFAULT_CONN_HEALTH_CHECKS = False
 
 
 def pool_mode_parse(value: str, *, variable: str = "POOL_MODE") -> str:

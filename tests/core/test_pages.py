@@ -21,14 +21,23 @@ def test_list_page_shows_newest_first_and_paginates(client):
     assert first.status_code == 200
     body = first.content.decode()
     assert body.index("The newest") < body.index("Demo post 25")
-    assert "Page 1 of 2" in body
-    second = client.get("/?page=2")
-    assert "Demo post 1<" in second.content.decode()
+    assert "Page 1" in body
+    assert 'href="?page=2" rel="next"' in body
+    second = client.get("/?page=2").content.decode()
+    assert "Demo post 1<" in second
+    assert 'rel="next"' not in second  # 26 posts: the second page is the last
+    assert 'href="?page=1" rel="prev"' in second
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "x", "3"])
+def test_a_page_out_of_range_is_404(client, page):
+    demo_posts_seed(count=25)
+    assert client.get(f"/?page={page}").status_code == 404
 
 
 def test_list_page_reads_only_the_columns_it_shows(client, django_assert_num_queries):
     demo_posts_seed(count=3)
-    with django_assert_num_queries(2) as queries:  # the count, then the page
+    with django_assert_num_queries(1) as queries:  # the page; no COUNT(*)
         client.get("/")
     page_sql = queries.captured_queries[-1]["sql"]
     assert '"content"' not in page_sql

@@ -41,7 +41,7 @@ def test_page_views_are_counted_by_pgbouncer(web, admin_console):
     time.sleep(0.1)
     xacts_after, queries_after = app_totals(admin_console)
     assert xacts_after - xacts >= 10
-    assert queries_after - queries >= 20  # a count and a page per view
+    assert queries_after - queries >= 10  # a query per view at least
 
 
 @pytest.mark.django_db(transaction=True)

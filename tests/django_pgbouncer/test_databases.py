@@ -28,10 +28,10 @@ def test_transaction_mode_drops_server_side_binding_from_the_url():
     assert entry["OPTIONS"]["prepare_threshold"] is None
 
 
-def test_persistent_connections_with_health_checks_by_default():
+def test_persistent_connections_without_a_health_check_round_trip_by_default():
     entry = database_config(url=URL)
     assert entry["CONN_MAX_AGE"] > 0
-    assert entry["CONN_HEALTH_CHECKS"] is True
+    assert entry["CONN_HEALTH_CHECKS"] is False
 
 
 @pytest.mark.parametrize("mode", ["Transaction", "TRANSACTION "], ids=repr)

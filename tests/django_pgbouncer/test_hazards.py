@@ -184,12 +184,18 @@ def test_safe_twin_prepare_on_the_direct_alias():
 
 
 def test_harm_listen_never_hears_through_pgbouncer(hazard_bouncer, stack):
-    with client(hazard_bouncer) as a, client(stack.direct_url.url()) as sender:
+    with (
+        client(hazard_bouncer) as a,
+        client(hazard_bouncer) as b,
+        client(stack.direct_url.url()) as sender,
+    ):
         a.execute("LISTEN news")
-        sender.execute("NOTIFY news, 'hello'")
-        a.execute("SELECT 1")
-        assert list(a.notifies(timeout=0.5, stop_after=1)) == []
-        a.execute("UNLISTEN *")
+        with b.transaction():
+            b.execute("SELECT 1")  # b now holds the server connection that listens
+            sender.execute("NOTIFY news, 'hello'")
+            a.execute("SELECT 1")  # a runs on the other one
+            assert list(a.notifies(timeout=0.5, stop_after=1)) == []
+            b.execute("UNLISTEN *")
 
 
 def test_guard_stops_listen():

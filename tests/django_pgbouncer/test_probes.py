@@ -8,11 +8,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
-from devstack.process import Account, port_pick
+from devstack.process import Account, port_pick, run_checked
 from devstack.stack import PROJECT_DIR, Stack, StackSettings, web_child
 from tests.fixtures.stack import scratch_dir, web_env
 
@@ -156,3 +157,56 @@ def test_not_configured_is_a_state_not_an_error(stack, django_db_setup):
     report = json.loads(result.stdout)
     assert result.returncode == 0
     assert (report["status"], report["console"]) == ("ready", "not configured")
+
+
+def test_a_pgbouncer_restart_costs_no_failed_request():
+    """Kept connections without Django's health check: after PgBouncer restarts,
+    every gunicorn thread's connection is dead, and django_pgbouncer.stale replaces
+    each before its request uses it."""
+    root = scratch_dir("test-restart-")
+    stack = Stack(
+        StackSettings(
+            root=root,
+            postgres_port=port_pick(),
+            pgbouncer_port=port_pick(),
+            web_port=port_pick(),
+        ),
+        durable=False,
+    )
+    stack.start()
+    env = {
+        **web_env(stack),
+        "CONN_HEALTH_CHECKS": "0",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "4",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    web = web_child(stack, env, account=Account())
+    try:
+        run_checked(
+            [sys.executable, str(PROJECT_DIR / "manage.py"), "migrate", "-v", "0"],
+            what="migrate",
+            env=env,
+        )
+        web.start()
+
+        def statuses(count):
+            codes = []
+            for _ in range(count):
+                try:
+                    with urllib.request.urlopen(stack.web_url + "/", timeout=15) as r:
+                        codes.append(r.status)
+                except urllib.error.HTTPError as error:
+                    codes.append(error.code)
+            return codes
+
+        with ThreadPoolExecutor(4) as pool:  # every thread holds a connection
+            assert list(pool.map(lambda _: statuses(3), range(4))) == [[200] * 3] * 4
+        stack.pgbouncer.stop()
+        stack.pgbouncer.start()
+        with ThreadPoolExecutor(4) as pool:
+            after = list(pool.map(lambda _: statuses(3), range(4)))
+        assert after == [[200] * 3] * 4
+    finally:
+        web.stop()
+        stack.stop()

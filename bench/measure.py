@@ -1,0 +1,292 @@
+"""What bench.harness measures, and how: wrk and pgbench runs parsed into numbers,
+the peak of PostgreSQL's backends, and the CPU time of the database servers.
+
+Pure parsers (`wrk_parse`, `pgbench_parse`) and thin wrappers around processes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+
+WRK = "/usr/bin/wrk"
+WRK_TIMEOUT = "10s"
+_TICK = os.sysconf("SC_CLK_TCK")
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run. `rps` counts only 2xx/3xx responses (wrk counts all)."""
+
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not match:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def wrk_parse(out: str) -> WrkResult:
+    """The numbers in wrk's report (run with --latency)."""
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    if not done:
+        raise ValueError(f"wrk printed no request count:\n{out}")
+    requests = int(done.group(1))
+    seconds = _ms(done.group(2) + done.group(3)) / 1e3
+    percentiles = {
+        m.group(1): _ms(m.group(2))
+        for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", out, re.MULTILINE)
+    }
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    socket_errors = sum(int(g) for g in sockets.groups()) if sockets else 0
+    non = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non_2xx = int(non.group(1)) if non else 0
+    good = max(requests - non_2xx, 0)
+    return WrkResult(
+        requests=requests,
+        seconds=seconds,
+        rps=good / seconds if seconds else 0.0,
+        p50_ms=percentiles.get("50") if good else None,
+        p99_ms=percentiles.get("99") if good else None,
+        non_2xx=non_2xx,
+        socket_errors=socket_errors,
+    )
+
+
+def wrk_run(url: str, *, clients: int, seconds: int) -> WrkResult:
+    """wrk -t2 against a loopback URL, for `seconds`, with `clients` connections."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"benchmarks target 127.0.0.1 only, not {url}")
+    argv = [WRK, "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", WRK_TIMEOUT]
+    result = subprocess.run(
+        [*argv, "--latency", url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr}")
+    return wrk_parse(result.stdout)
+
+
+def server_drain(host: str, port: int, path: str, *, deadline: float = 120.0) -> float:
+    """Wait until the server has worked off the requests wrk left queued (gunicorn
+    still answers them after their clients are gone): until three probes in a row
+    come back fast. Returns the seconds it took."""
+    start = time.monotonic()
+    fast = 0
+    while fast < 3 and time.monotonic() - start < deadline:
+        sent = time.monotonic()
+        conn = http.client.HTTPConnection(host, port, timeout=deadline)
+        try:
+            conn.request("GET", path)
+            conn.getresponse().read()
+        except OSError:
+            time.sleep(0.5)
+        finally:
+            conn.close()
+        fast = fast + 1 if time.monotonic() - sent < 0.3 else 0
+    return time.monotonic() - start
+
+
+def connections_per_process(port: int) -> dict[int, int]:
+    """Established connections on the web port, per owning pid (ss -tnp)."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    counts: dict[int, int] = {}
+    for line in out.splitlines():
+        for part in line.split("pid=")[1:]:
+            pid = int(part.split(",", 1)[0])
+            counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def connections_split(port: int, *, after: float) -> list[int]:
+    """Start a timer that, `after` seconds on, fills the returned list with the
+    web port's connections per process, largest first: how wrk's keep-alive
+    connections landed on the workers."""
+    split: list[int] = []
+
+    def sample() -> None:
+        counts = connections_per_process(port)
+        split.extend(sorted(counts.values(), reverse=True))
+
+    timer = threading.Timer(after, sample)
+    timer.daemon = True
+    timer.start()
+    return split
+
+
+# --- PostgreSQL's backends: the peak during a run --------------------------------
+
+_BACKENDS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+
+
+def backends_count(superuser_url: str, dbname: str) -> int:
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        row = conn.execute(_BACKENDS, [dbname]).fetchone()
+    return int(row[0]) if row else 0
+
+
+class PeakBackends:
+    """Samples PostgreSQL's client backends on `dbname` every `interval` seconds
+    from a thread, over a superuser connection of its own; `peak` after exit."""
+
+    def __init__(self, superuser_url: str, dbname: str, interval: float = 0.1) -> None:
+        self.url, self.dbname, self.interval = superuser_url, dbname, interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[tuple[int]] | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        assert self._conn is not None
+        while not self._stop.is_set():
+            row = self._conn.execute(_BACKENDS, [self.dbname]).fetchone()
+            self.peak = max(self.peak, int(row[0]) if row else 0)
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakBackends:
+        self._conn = psycopg.connect(self.url, autocommit=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+
+
+# --- CPU time of the servers, from /proc -----------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 first)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """utime + stime of `pid` (and of its children it has waited for)."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime: fields 14, 15
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: 16, 17
+    return ticks / _TICK
+
+
+def children_of(parent: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and int(fields[1]) == parent:  # ppid: field 4
+                pids.append(int(entry))
+    return pids
+
+
+def cluster_cpu_seconds(postmaster: int) -> float:
+    """The postmaster, its live children, and the children that exited (backends
+    of per-request connections end during a run; their time moves to cutime)."""
+    return process_cpu_seconds(postmaster, reaped_children=True) + sum(
+        process_cpu_seconds(pid) for pid in children_of(postmaster)
+    )
+
+
+# --- pgbench ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgbenchResult:
+    tps: float
+    latency_ms: float | None
+
+
+def pgbench_parse(out: str) -> PgbenchResult:
+    tps = re.search(r"^tps = ([\d.]+)", out, re.MULTILINE)
+    if not tps:
+        raise ValueError(f"pgbench printed no tps:\n{out}")
+    latency = re.search(r"^latency average = ([\d.]+) ms", out, re.MULTILINE)
+    return PgbenchResult(
+        tps=float(tps.group(1)),
+        latency_ms=float(latency.group(1)) if latency else None,
+    )
+
+
+def pgbench_env(
+    *, host: str, port: int, user: str, password: str, db: str
+) -> dict[str, str]:
+    """libpq's variables: the password stays out of the process list."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PGHOST": host,
+        "PGPORT": str(port),
+        "PGUSER": user,
+        "PGPASSWORD": password,
+        "PGDATABASE": db,
+    }
+
+
+def pgbench_run(
+    pgbench: Path, env: Mapping[str, str], args: Sequence[str], *, seconds: int
+) -> str:
+    result = subprocess.run(
+        [str(pgbench), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(env),
+        timeout=seconds + 120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"pgbench {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return result.stdout
