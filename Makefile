@@ -1,5 +1,6 @@
 # The front door: `make run` starts the site, `make test` proves it.
-.PHONY: run test lint typecheck pytest bootstrap bootstrap-test manage clean
+.PHONY: run test lint typecheck pytest bootstrap bootstrap-test bootstrap-dev bench \
+	bench-quick manage clean
 
 PY := .venv/bin/python
 
@@ -13,6 +14,16 @@ bootstrap:
 
 bootstrap-test:
 	@devstack/bootstrap.sh test
+
+bootstrap-dev:
+	@devstack/bootstrap.sh dev
+
+# Load benchmarks (never part of make test): every way to pool, side by side.
+bench: bootstrap-dev
+	$(PY) -m bench.harness
+
+bench-quick: bootstrap-dev
+	$(PY) -m bench.harness --quick
 
 lint:
 	.venv/bin/ruff check .
