@@ -71,17 +71,22 @@ class Run:
         return code
 
 
-def test_run_serves_stops_and_keeps_data():
+@pytest.fixture
+def ports():
+    """Free ports for a run; skips where the run's web server could not start."""
     if not reachable_by_nobody(PROJECT_DIR):
         pytest.skip(
             f"as root the web server runs as nobody, who cannot reach {PROJECT_DIR}"
         )
-    root = scratch_dir("test-run-")
-    ports = {
+    return {
         "DEVSTACK_POSTGRES_PORT": port_pick(),
         "DEVSTACK_PGBOUNCER_PORT": port_pick(),
         "WEB_PORT": port_pick(),
     }
+
+
+def test_run_serves_stops_and_keeps_data(ports):
+    root = scratch_dir("test-run-")
     first = Run(root, ports)
     try:
         output = first.wait_ready()
@@ -125,17 +130,8 @@ def test_run_serves_stops_and_keeps_data():
         assert second.stop() == 0
 
 
-def test_run_stops_everything_when_a_child_dies():
-    if not reachable_by_nobody(PROJECT_DIR):
-        pytest.skip(
-            f"as root the web server runs as nobody, who cannot reach {PROJECT_DIR}"
-        )
+def test_run_stops_everything_when_a_child_dies(ports):
     root = scratch_dir("test-run-crash-")
-    ports = {
-        "DEVSTACK_POSTGRES_PORT": port_pick(),
-        "DEVSTACK_PGBOUNCER_PORT": port_pick(),
-        "WEB_PORT": port_pick(),
-    }
     run = Run(root, ports)
     run.wait_ready()
     pgbouncer = subprocess.run(

@@ -20,21 +20,26 @@ from tests.fixtures.stack import scratch_dir, web_env
 pytestmark = pytest.mark.servers
 
 
-@pytest.fixture(scope="module")
-def doomed():
-    """PostgreSQL, PgBouncer (a pool of 1) and gunicorn of their own, to be broken."""
-    root = scratch_dir("test-probes-")
+def private_stack(prefix, **pgbouncer_variables):
+    """PostgreSQL and PgBouncer of the test's own, started: safe to break."""
     stack = Stack(
         StackSettings(
-            root=root,
+            root=scratch_dir(prefix),
             postgres_port=port_pick(),
             pgbouncer_port=port_pick(),
             web_port=port_pick(),
-            pgbouncer_variables={"DEFAULT_POOL_SIZE": "1"},
+            pgbouncer_variables=pgbouncer_variables,
         ),
         durable=False,
     )
     stack.start()
+    return stack
+
+
+@pytest.fixture(scope="module")
+def doomed():
+    """PostgreSQL, PgBouncer (a pool of 1) and gunicorn of their own, to be broken."""
+    stack = private_stack("test-probes-", DEFAULT_POOL_SIZE="1")
     web = web_child(stack, web_env(stack), account=Account())
     web.start()
     yield stack
@@ -163,17 +168,7 @@ def test_a_pgbouncer_restart_costs_no_failed_request():
     """Kept connections without Django's health check: after PgBouncer restarts,
     every gunicorn thread's connection is dead, and django_pgbouncer.stale replaces
     each before its request uses it."""
-    root = scratch_dir("test-restart-")
-    stack = Stack(
-        StackSettings(
-            root=root,
-            postgres_port=port_pick(),
-            pgbouncer_port=port_pick(),
-            web_port=port_pick(),
-        ),
-        durable=False,
-    )
-    stack.start()
+    stack = private_stack("test-restart-")
     env = {
         **web_env(stack),
         "CONN_HEALTH_CHECKS": "0",
