@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from devstack.process import Account, Child
-from devstack.stack import PROJECT_DIR, Stack, web_child
+from devstack.stack import PROJECT_DIR, Stack, run_env, web_child
 
 # The only variables a child inherits from the harness's own environment: anything
 # the site reads (CONN_MAX_AGE, WEB_CONCURRENCY, ...) comes from the configuration.
@@ -40,19 +40,9 @@ def environ_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def production_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
-    """What `make run` hands gunicorn: built as devstack.stack.run() builds it,
+    """What `make run` hands gunicorn: the very function devstack.stack.run() uses,
     from an environment that sets none of the site's variables."""
-    s = stack.settings
-    return {
-        **environ,
-        **stack.site_env(),
-        "DJANGO_DEBUG": environ.get("DJANGO_DEBUG", "0"),
-        "DJANGO_HTTPS": environ.get("DJANGO_HTTPS", "0"),
-        "DJANGO_SECRET_KEY": environ.get("DJANGO_SECRET_KEY")
-        or stack.secrets["django_secret_key"],
-        "DJANGO_ALLOWED_HOSTS": environ.get("DJANGO_ALLOWED_HOSTS")
-        or f"{s.web_host},localhost,127.0.0.1",
-    }
+    return run_env(stack, environ)
 
 
 def bench_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:

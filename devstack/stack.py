@@ -183,6 +183,21 @@ class Stack:
             self.postgres.stop()
 
 
+def run_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
+    """What `make run` hands the site: production-shaped (DEBUG off, whitenoise),
+    plain HTTP on loopback, the stack's URLs; the caller's variables win."""
+    return {
+        **environ,
+        **stack.site_env(),
+        "DJANGO_DEBUG": environ.get("DJANGO_DEBUG", "0"),
+        "DJANGO_HTTPS": environ.get("DJANGO_HTTPS", "0"),
+        "DJANGO_SECRET_KEY": environ.get("DJANGO_SECRET_KEY")
+        or stack.secrets["django_secret_key"],
+        "DJANGO_ALLOWED_HOSTS": environ.get("DJANGO_ALLOWED_HOSTS")
+        or f"{stack.settings.web_host},localhost,127.0.0.1",
+    }
+
+
 def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Child:
     """gunicorn serving the site through `stack`'s PgBouncer."""
     s = stack.settings
@@ -263,16 +278,7 @@ def run(environ: Mapping[str, str]) -> int:
         try:
             print(f"Starting PostgreSQL and PgBouncer (data in {settings.root}) ...")
             stack.start()
-            env = {
-                **environ,
-                **stack.site_env(),
-                "DJANGO_DEBUG": environ.get("DJANGO_DEBUG", "0"),
-                "DJANGO_HTTPS": environ.get("DJANGO_HTTPS", "0"),
-                "DJANGO_SECRET_KEY": environ.get("DJANGO_SECRET_KEY")
-                or stack.secrets["django_secret_key"],
-                "DJANGO_ALLOWED_HOSTS": environ.get("DJANGO_ALLOWED_HOSTS")
-                or f"{settings.web_host},localhost,127.0.0.1",
-            }
+            env = run_env(stack, environ)
             print("Migrating over the direct connection ...")
             _manage("migrate", "--noinput", "-v", "0", env=env)
             _manage("collectstatic", "--noinput", "-v", "0", env=env)
