@@ -4,10 +4,15 @@ One private PostgreSQL + PgBouncer (devstack's Stack) is started once; each
 configuration (bench.configs) starts its web server on it in turn, interleaved in
 rounds, and wrk loads the list and a detail page at each client count. Also pgbench
 direct versus through PgBouncer, and the runtime guard's cost (bench.guard_cost).
-Results: bench/results/latest.{json,md,png}.
+Results: bench/results/latest.{json,md,png} (--name for another name).
 
     .venv/bin/python -m bench.harness [--quick] [--rounds N] [--seconds S]
-        [--clients 16,256,1000] [--configs 1,3,6] [--variant 'label:KEY=V,...']
+        [--clients 16,256,1000] [--pages list,detail] [--configs 1,3,6]
+        [--variant '[BASE/]label:KEY=V,...'] [--set KEY=V] [--name NAME] [--render]
+
+--variant measures a configuration (6 unless BASE) with variables changed, next to
+the rest; --set changes a variable in every configuration (a proposed default,
+e.g. GUNICORN_CMD_ARGS=--reuse-port); --render rebuilds NAME.md/.png from NAME.json.
 """
 
 from __future__ import annotations

@@ -98,5 +98,5 @@ def targets_evaluate(
     ]
     lines += _bound(cells)
     if quick:
-        lines.append("INFO --quick: one round, 16 clients, list page only")
+        lines.append(f"INFO --quick: {FEW} clients, list page only")
     return lines
