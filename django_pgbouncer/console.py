@@ -105,15 +105,9 @@ class Server(_Row):
 
 
 @dataclass(frozen=True)
-class Client(_Row):
-    type: str = ""
-    user: str = ""
-    database: str = ""
-    state: str = ""
-    addr: str = ""
-    port: int = 0
-    connect_time: str = ""
-    request_time: str = ""
+class Client(Server):
+    """SHOW CLIENTS: a server row's columns, and how long the client has waited."""
+
     wait: int = 0
     wait_us: int = 0
 
