@@ -31,7 +31,7 @@ SITE_QUERIES = {
 
 
 def classifier_ns() -> dict[str, float]:
-    from django_pgbouncer.classify import session_state_find
+    from django_pgbouncer.guard import session_state_find
 
     out = {}
     for name, sql in SITE_QUERIES.items():
@@ -63,6 +63,7 @@ def through_pgbouncer(rounds: int, queries: int) -> dict[str, list[float]]:
         django.setup()
         from django.db import connection
 
+        from django_pgbouncer import GuardMode
         from django_pgbouncer.guard import SessionStateGuard
 
         connection.ensure_connection()
@@ -72,7 +73,10 @@ def through_pgbouncer(rounds: int, queries: int) -> dict[str, list[float]]:
         sql = "SELECT oid, relname, relpages FROM pg_class ORDER BY oid LIMIT 20"
         results: dict[str, list[float]] = {"guard on": [], "guard off": []}
         for _ in range(rounds):
-            for name, mode in (("guard on", "raise"), ("guard off", "off")):
+            for name, mode in (
+                ("guard on", GuardMode.RAISE),
+                ("guard off", GuardMode.OFF),
+            ):
                 guard.mode = mode
                 with connection.cursor() as cursor:
                     start = time.perf_counter()

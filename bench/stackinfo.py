@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 
 from devstack.stack import APP_DB, Stack
-from django_pgbouncer.console import console_show
+from django_pgbouncer.observe.console import console_show
 
 from .measure import WRK, backends_count
 

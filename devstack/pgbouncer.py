@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django_pgbouncer.errors import ConfigError
-from django_pgbouncer.files import (
+from django_pgbouncer.render import (
     pgbouncer_binary,
     pgbouncer_files_write,
     pgbouncer_version_detect,

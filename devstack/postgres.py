@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from django_pgbouncer.dburl import PostgresURL
+from django_pgbouncer import PostgresURL
 
 from .errors import StackError
 from .process import Account, Child, port_require_free, run_checked

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django_pgbouncer.dburl import PostgresURL
+from django_pgbouncer import PostgresURL
 from django_pgbouncer.errors import ConfigError
 
 from .errors import StackError

@@ -9,9 +9,8 @@ class DjangoPgBouncerConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
-        from .guard import guard_install, session_state_found
-        from .metrics import guard_finding_count, metrics_install
-        from .stale import stale_connections_close
+        from .guard import guard_install, session_state_found, stale_connections_close
+        from .observe import guard_finding_count, metrics_install
 
         connection_created.connect(guard_install, dispatch_uid="pgbouncer_guard")
         connection_created.connect(metrics_install, dispatch_uid="pgbouncer_metrics")

@@ -1,41 +1,101 @@
 """System checks: what breaks behind PgBouncer in transaction mode, caught before it
-reaches production. Each message says what goes wrong; each hint, what to change."""
+reaches production. Each message says what goes wrong; each hint, what to change.
+
+The checks are pure functions of settings (`config_problems`, `migration_problems`,
+`capacity_problems`), tested with tables of cases, wrapped by thin registered checks
+that read `conf` and ask the servers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.apps import AppConfig
-from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .capacity import Capacity, capacity_problems
-from .pgbouncer_ini import version_parse
+from .conf import alias_options, app_settings, direct_alias, pooled_aliases
+from .errors import ConsoleUnavailable, redact
+from .observe import console_connect
+from .render import version_parse
 
-__all__: list[str] = []
+__all__ = [
+    "Capacity",
+    "capacity_problems",
+    "config_problems",
+    "migration_problems",
+]
 
-TRANSACTION_MODES = ("transaction", "statement")
-
-
-def _pooled(databases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The aliases that go through PgBouncer in transaction or statement mode."""
-    return {
-        alias: entry
-        for alias, entry in databases.items()
-        if (entry.get("PGBOUNCER") or {}).get("pool_mode") in TRANSACTION_MODES
-    }
+Databases = Mapping[str, Mapping[str, Any]]
 
 
-def _has_direct_twin(databases: dict[str, dict[str, Any]], alias: str) -> bool:
-    return any(
-        (e.get("PGBOUNCER") or {}).get("direct_for") == alias
-        for e in databases.values()
-    )
+@dataclass(frozen=True)
+class Capacity:
+    """What the web tier opens, and what PgBouncer and PostgreSQL allow."""
+
+    processes: int  # web server worker processes
+    threads: int  # threads per process; each holds one connection per alias
+    pooled_aliases: int  # aliases that go through PgBouncer
+    direct_aliases: int  # aliases that go to PostgreSQL itself
+    max_client_conn: int  # PgBouncer
+    default_pool_size: int  # PgBouncer, per database/user pair
+    reserve_pool_size: int  # PgBouncer
+    pools: int  # database/user pairs PgBouncer serves
+    max_db_connections: int  # PgBouncer, 0 = unlimited
+    max_connections: int  # PostgreSQL
+    superuser_reserved_connections: int  # PostgreSQL
+
+    @property
+    def clients(self) -> int:
+        return self.processes * self.threads * self.pooled_aliases
+
+    @property
+    def pool_servers(self) -> int:
+        per_pool = self.default_pool_size + self.reserve_pool_size
+        if self.max_db_connections:
+            per_pool = min(per_pool, self.max_db_connections)
+        return self.pools * per_pool
+
+    @property
+    def direct_servers(self) -> int:
+        return self.processes * self.threads * self.direct_aliases
+
+    @property
+    def server_slots(self) -> int:
+        return self.max_connections - self.superuser_reserved_connections
 
 
-def _prepared_statements_on(options: dict[str, Any]) -> bool:
+def capacity_problems(c: Capacity) -> list[tuple[str, str]]:
+    """(check id, message) for every limit the configuration can exceed."""
+    problems = []
+    if c.clients > c.max_client_conn:
+        problems.append(
+            (
+                "django_pgbouncer.E007",
+                f"{c.processes} processes x {c.threads} threads x {c.pooled_aliases} "
+                f"pooled aliases can hold {c.clients} client connections, but "
+                f"PgBouncer's max_client_conn is {c.max_client_conn}: the rest are "
+                "refused with 'no more connections allowed (max_client_conn)'",
+            )
+        )
+    if c.pool_servers + c.direct_servers > c.server_slots:
+        problems.append(
+            (
+                "django_pgbouncer.E008",
+                f"PgBouncer may open {c.pool_servers} server connections "
+                f"({c.pools} pools x (default_pool_size {c.default_pool_size} + "
+                f"reserve_pool_size {c.reserve_pool_size})) and the direct aliases "
+                f"{c.direct_servers} more, but PostgreSQL allows {c.server_slots} "
+                f"(max_connections {c.max_connections} - "
+                f"superuser_reserved_connections {c.superuser_reserved_connections})",
+            )
+        )
+    return problems
+
+
+def _prepared_statements_on(options: Mapping[str, Any]) -> bool:
     # psycopg prepares a statement after `prepare_threshold` runs (default 5), but
     # only on server-side binding cursors; Django uses client-side ones by default.
     return bool(options.get("server_side_binding")) and (
@@ -43,14 +103,12 @@ def _prepared_statements_on(options: dict[str, Any]) -> bool:
     )
 
 
-def config_problems(
-    databases: dict[str, dict[str, Any]], *, asgi: bool
-) -> list[CheckMessage]:
+def config_problems(databases: Databases, *, asgi: bool) -> list[CheckMessage]:
     """The checks that need no server: settings in, messages out."""
     found: list[CheckMessage] = []
-    for alias, entry in _pooled(databases).items():
+    for alias, entry in pooled_aliases(databases).items():
         options = entry.get("OPTIONS") or {}
-        version = (entry.get("PGBOUNCER") or {}).get("version")
+        version = alias_options(entry, alias=alias).version
         if not entry.get("DISABLE_SERVER_SIDE_CURSORS"):
             found.append(
                 Error(
@@ -105,7 +163,7 @@ def config_problems(
                 )
             )
     for alias, entry in databases.items():
-        if entry.get("PGBOUNCER", {}).get("pool_mode") and (
+        if alias_options(entry, alias=alias).pool_mode and (
             entry.get("OPTIONS") or {}
         ).get("pool"):
             found.append(
@@ -122,14 +180,14 @@ def config_problems(
 
 
 def migration_problems(
-    databases: dict[str, dict[str, Any]], needs_session: Iterable[str]
+    databases: Databases, needs_session: Iterable[str]
 ) -> list[CheckMessage]:
     """Migrations through the pooler: a warning, or an error when one needs a session.
 
     `needs_session`: labels of migrations that cannot run in a transaction
     (atomic=False, or CREATE/DROP INDEX CONCURRENTLY).
     """
-    if "default" not in _pooled(databases) or _has_direct_twin(databases, "default"):
+    if "default" not in pooled_aliases(databases) or direct_alias(databases, "default"):
         return []
     needing = sorted(needs_session)
     if needing:
@@ -173,30 +231,44 @@ def _migrations_needing_session() -> list[str]:
 def pooling_config_check(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any
 ) -> list[CheckMessage]:
-    asgi = bool(getattr(settings, "ASGI_APPLICATION", None)) and not getattr(
-        settings, "WSGI_APPLICATION", None
-    )
-    return config_problems(settings.DATABASES, asgi=asgi) + migration_problems(
-        settings.DATABASES, _migrations_needing_session()
+    conf = app_settings()
+    return config_problems(conf.databases, asgi=conf.asgi) + migration_problems(
+        conf.databases, _migrations_needing_session()
     )
 
 
-def _console_config(admin_url: str) -> dict[str, str]:
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-        cur = conn.execute("SHOW CONFIG", prepare=False)
-        rows = {row[0]: str(row[1]) for row in cur.fetchall()}
-        pools = conn.execute("SHOW POOLS", prepare=False).fetchall()
-    rows["_pools"] = str(sum(1 for row in pools if row[0] != "pgbouncer") or 1)
-    return rows
+@dataclass(frozen=True)
+class _Limits:
+    """What the capacity check asks of PgBouncer and PostgreSQL."""
+
+    pgbouncer: dict[str, str]  # SHOW CONFIG
+    pools: int
+    max_connections: int
+    superuser_reserved_connections: int
+
+
+def _limits_ask(admin_url: str, alias: str) -> _Limits:
+    from django.db import connections
+
+    with console_connect(admin_url) as console:
+        config = {item.key: str(item.value) for item in console.show("CONFIG")}
+        pools = sum(1 for p in console.show("POOLS") if p.database != "pgbouncer")
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int"
+        )
+        max_connections, reserved = cursor.fetchone()
+    return _Limits(config, pools or 1, max_connections, reserved)
 
 
 _CAPACITY_HINTS = {
     "django_pgbouncer.E007": "Run fewer web processes or threads "
-    "(PGBOUNCER_WEB_CAPACITY tells this check how many), or raise PgBouncer's "
-    "max_client_conn.",
+    "(WEB_CONCURRENCY, GUNICORN_THREADS; PGBOUNCER_WEB_CAPACITY tells this check "
+    "how many), or raise PgBouncer's max_client_conn (MAX_CLIENT_CONN).",
     "django_pgbouncer.E008": "Lower PgBouncer's default_pool_size or "
-    "reserve_pool_size, cap it with max_db_connections, or raise PostgreSQL's "
-    "max_connections.",
+    "reserve_pool_size (DEFAULT_POOL_SIZE, RESERVE_POOL_SIZE), cap it with "
+    "max_db_connections, or raise PostgreSQL's max_connections.",
 }
 
 
@@ -205,41 +277,38 @@ def capacity_check(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any
 ) -> list[CheckMessage]:
     """`manage.py check --database default`: ask both servers for their limits."""
+    conf = app_settings()
     databases = kwargs.get("databases")
-    admin_url = getattr(settings, "PGBOUNCER_ADMIN_URL", "")
-    pooled = _pooled(settings.DATABASES)
-    if not databases or not admin_url or not set(databases) & set(pooled):
+    pooled = pooled_aliases(conf.databases)
+    if not databases or not conf.admin_url or not set(databases) & set(pooled):
         return []
-    from django.db import connections
-
-    web = getattr(settings, "PGBOUNCER_WEB_CAPACITY", {"processes": 1, "threads": 1})
-    config = _console_config(admin_url)
     alias = next(a for a in databases if a in pooled)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('max_connections')::int,"
-            " current_setting('superuser_reserved_connections')::int"
-        )
-        max_connections, reserved = cursor.fetchone()
+    try:
+        limits = _limits_ask(conf.admin_url, alias)
+    except (ConsoleUnavailable, psycopg.Error, KeyError, ValueError) as error:
+        reason = redact(" ".join(str(error).split()))
+        return [
+            Warning(
+                f"The connection budget could not be checked: {reason}",
+                hint="Check that PgBouncer and PostgreSQL are up, and that "
+                "PGBOUNCER_ADMIN_URL names a user in PgBouncer's stats_users.",
+                id="django_pgbouncer.W009",
+            )
+        ]
     capacity = Capacity(
-        processes=web["processes"],
-        threads=web["threads"],
+        processes=conf.web_capacity.processes,
+        threads=conf.web_capacity.threads,
         pooled_aliases=len(pooled),
-        direct_aliases=len(settings.DATABASES) - len(pooled),
-        max_client_conn=int(config["max_client_conn"]),
-        default_pool_size=int(config["default_pool_size"]),
-        reserve_pool_size=int(config["reserve_pool_size"]),
-        pools=int(config["_pools"]),
-        max_db_connections=int(config["max_db_connections"]),
-        max_connections=max_connections,
-        superuser_reserved_connections=reserved,
+        direct_aliases=len(conf.databases) - len(pooled),
+        max_client_conn=int(limits.pgbouncer["max_client_conn"]),
+        default_pool_size=int(limits.pgbouncer["default_pool_size"]),
+        reserve_pool_size=int(limits.pgbouncer["reserve_pool_size"]),
+        pools=limits.pools,
+        max_db_connections=int(limits.pgbouncer["max_db_connections"]),
+        max_connections=limits.max_connections,
+        superuser_reserved_connections=limits.superuser_reserved_connections,
     )
     return [
-        Error(
-            message,
-            hint="Lower WEB_CONCURRENCY or GUNICORN_THREADS, or raise "
-            "MAX_CLIENT_CONN / max_connections, or lower DEFAULT_POOL_SIZE.",
-            id=check_id,
-        )
+        Error(message, hint=_CAPACITY_HINTS[check_id], id=check_id)
         for check_id, message in capacity_problems(capacity)
     ]

@@ -1,30 +1,131 @@
-"""`DATABASES` entries for a pooled alias and its direct twin.
+"""PostgreSQL URLs, and the `DATABASES` entries for a pooled alias and its direct
+twin.
 
-Pure functions: environment values in, a dict for `settings.DATABASES` out.
+Pure functions: environment values in, a `DATABASES` entry out. URLs are
+parsed with urllib, percent-decoded, validated, and never printed whole. A password
+may hold any character; characters that a URL reserves (`@ : / ? # %` and space) must
+be percent-encoded, e.g. `p%40ss` for `p@ss`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import dj_database_url
 
-from .dburl import postgres_url_parse
+from .conf import AliasOptions, GuardMode, PoolMode, alias_options_set, direct_alias
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_CONN_HEALTH_CHECKS",
+    "DEFAULT_CONN_MAX_AGE",
     "DIRECT_ALIAS",
-    "GUARD_MODES",
-    "POOL_MODES",
+    "SCHEMES",
+    "PostgresURL",
     "database_config",
     "direct_database_config",
     "guard_mode_parse",
     "migration_alias",
     "pool_mode_parse",
+    "postgres_url_parse",
 ]
 
-POOL_MODES = ("session", "transaction", "statement")
-GUARD_MODES = ("raise", "log", "off")
+SCHEMES = ("postgres", "postgresql", "pgsql")
+_ENCODE_HINT = (
+    "write it as postgres://USER:PASSWORD@HOST:PORT/NAME, percent-encoding any "
+    "reserved character in the password (@ as %40, : as %3A, / as %2F, # as %23, "
+    "% as %25)"
+)
+
+
+@dataclass(frozen=True)
+class PostgresURL:
+    """The parts of a PostgreSQL URL, decoded."""
+
+    user: str
+    password: str = field(repr=False)
+    host: str
+    port: int
+    name: str
+    params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def with_(self, **changes: object) -> PostgresURL:
+        """A copy with some parts replaced (host, port, name, ...)."""
+        values = {
+            "user": self.user,
+            "password": self.password,
+            "host": self.host,
+            "port": self.port,
+            "name": self.name,
+            "params": self.params,
+        }
+        values.update(changes)
+        return PostgresURL(**values)  # type: ignore[arg-type]
+
+    def url(self) -> str:
+        """The URL again, every part percent-encoded."""
+        return self._url(quote(self.password, safe=""))
+
+    def redacted(self) -> str:
+        """The URL with the password masked, and the values of query parameters
+        (`?password=`, `?sslpassword=` ...): safe for logs and error messages."""
+        return self._url("***" if self.password else "", masked_params=True)
+
+    def _url(self, password: str, *, masked_params: bool = False) -> str:
+        auth = quote(self.user, safe="")
+        if password:
+            auth += ":" + password
+        query = "&".join(
+            f"{quote(k)}={'***' if masked_params else quote(v)}" for k, v in self.params
+        )
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        tail = f"?{query}" if query else ""
+        return f"postgres://{auth}@{host}:{self.port}/{quote(self.name, safe='')}{tail}"
+
+
+def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
+    """Parse and validate `value`; errors name `variable` and never echo the URL."""
+    if not value.strip():
+        raise ConfigError(variable, "is empty", _ENCODE_HINT)
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigError(variable, "contains a line break or NUL byte", _ENCODE_HINT)
+    parts = urlsplit(value.strip())
+    if parts.scheme not in SCHEMES:
+        shown = parts.scheme or "(none)"
+        raise ConfigError(
+            variable,
+            f"the scheme {shown!r} is not one of {', '.join(SCHEMES)}",
+            _ENCODE_HINT,
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(
+            variable,
+            "the port is not a number from 1 to 65535 (a password holding ':', "
+            "'/', '#' or '?' that is not percent-encoded also looks like this)",
+            _ENCODE_HINT,
+        ) from None
+    if not parts.hostname:
+        raise ConfigError(variable, "has no host", _ENCODE_HINT)
+    if not parts.username:
+        raise ConfigError(variable, "has no user name", _ENCODE_HINT)
+    name = unquote(parts.path.lstrip("/"))
+    if not name or "/" in name:
+        raise ConfigError(variable, "has no database name after the host", _ENCODE_HINT)
+    return PostgresURL(
+        user=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        host=unquote(parts.hostname),
+        port=port or 5432,
+        name=name,
+        params=tuple(parse_qsl(parts.query)),
+    )
+
+
 DIRECT_ALIAS = "direct"
 
 # Persistent connections from each gunicorn thread to PgBouncer. Reconnecting per
@@ -41,37 +142,38 @@ DEFAULT_CONN_MAX_AGE = 600
 DEFAULT_CONN_HEALTH_CHECKS = False
 
 
-def pool_mode_parse(value: str, *, variable: str = "POOL_MODE") -> str:
+def pool_mode_parse(value: str, *, variable: str = "POOL_MODE") -> PoolMode:
     """Validate a PgBouncer pool mode name."""
-    mode = value.strip().lower()
-    if mode not in POOL_MODES:
+    try:
+        return PoolMode(value.strip().lower())
+    except ValueError:
+        names = ", ".join(PoolMode)
         raise ConfigError(
             variable,
             f"{value!r} is not a pool mode",
-            f"set it to one of {', '.join(POOL_MODES)} (transaction is the default)",
-        )
-    return mode
+            f"set it to one of {names} (transaction is the default)",
+        ) from None
 
 
-def guard_mode_parse(value: str, *, variable: str = "PGBOUNCER_GUARD") -> str:
+def guard_mode_parse(value: str, *, variable: str = "PGBOUNCER_GUARD") -> GuardMode:
     """Validate a mode of the runtime guard (django_pgbouncer.guard)."""
-    mode = value.strip().lower()
-    if mode not in GUARD_MODES:
+    try:
+        return GuardMode(value.strip().lower())
+    except ValueError:
         raise ConfigError(
             variable,
             f"{value!r} is not a guard mode",
-            f"set it to one of {', '.join(GUARD_MODES)}",
-        )
-    return mode
+            f"set it to one of {', '.join(GuardMode)}",
+        ) from None
 
 
 def database_config(
     *,
     url: str,
-    pool_mode: str = "transaction",
+    pool_mode: str = PoolMode.TRANSACTION,
     conn_max_age: int | None = DEFAULT_CONN_MAX_AGE,
     conn_health_checks: bool = DEFAULT_CONN_HEALTH_CHECKS,
-    guard: str = "raise",
+    guard: str = GuardMode.RAISE,
     pgbouncer_version: str | None = None,
     variable: str = "DATABASE_URL",
 ) -> dict[str, Any]:
@@ -89,16 +191,21 @@ def database_config(
         )
     )
     options = config.setdefault("OPTIONS", {})
-    if mode != "session":
+    if mode.shares_sessions:
         # A transaction may run on another server connection than the one before
         # it: a server-side cursor opened outside a transaction would be gone.
         config["DISABLE_SERVER_SIDE_CURSORS"] = True
         # PgBouncer before 1.21 cannot carry prepared statements between clients.
         options["prepare_threshold"] = None
         options.pop("server_side_binding", None)
-    config["PGBOUNCER"] = {"pool_mode": mode, "guard": guard_mode_parse(guard)}
-    if pgbouncer_version:
-        config["PGBOUNCER"]["version"] = pgbouncer_version
+    alias_options_set(
+        config,
+        AliasOptions(
+            pool_mode=mode,
+            guard=guard_mode_parse(guard),
+            version=pgbouncer_version or None,
+        ),
+    )
     return config
 
 
@@ -113,15 +220,12 @@ def direct_database_config(
     """
     postgres_url_parse(url, variable=variable)
     config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
-    config["PGBOUNCER"] = {"direct_for": pooled_alias}
+    alias_options_set(config, AliasOptions(direct_for=pooled_alias))
     # Under test the direct alias is the pooled one's database, not a second copy.
     config["TEST"] = {"MIRROR": pooled_alias}
     return config
 
 
-def migration_alias(databases: dict[str, dict[str, Any]], alias: str) -> str:
+def migration_alias(databases: Mapping[str, Mapping[str, Any]], alias: str) -> str:
     """The alias that migrations for `alias` should run over: its direct twin if any."""
-    for name, entry in databases.items():
-        if (entry.get("PGBOUNCER") or {}).get("direct_for") == alias:
-            return name
-    return alias
+    return direct_alias(databases, alias) or alias

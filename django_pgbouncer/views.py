@@ -6,7 +6,6 @@ import hmac
 import ipaddress
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,29 +13,18 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .health import readiness_check
-from .metrics import metrics_render
-from .pool_state import pool_state
+from .conf import alias_conninfo, app_settings
+from .observe import metrics_render, pool_state, readiness_check
 
 __all__ = ["dashboard", "dashboard_state", "healthz", "metrics", "readyz"]
 
 
 def _admin_url() -> str | None:
-    return getattr(settings, "PGBOUNCER_ADMIN_URL", "") or None
+    return app_settings().admin_url
 
 
 def _conninfo(alias: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
-    entry = connections[alias].settings_dict
-    info = {
-        "host": entry["HOST"],
-        "port": entry["PORT"],
-        "user": entry["USER"],
-        "password": entry["PASSWORD"],
-        "dbname": entry["NAME"],
-    }
-    if "sslmode" in (entry.get("OPTIONS") or {}):
-        info["sslmode"] = entry["OPTIONS"]["sslmode"]
-    return info
+    return alias_conninfo(connections[alias].settings_dict)
 
 
 @never_cache
@@ -53,7 +41,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def _metrics_allowed(request: HttpRequest) -> bool:
-    token = getattr(settings, "METRICS_TOKEN", "")
+    token = app_settings().metrics_token
     if token:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
@@ -70,7 +58,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(
             "metrics need 'Authorization: Bearer <METRICS_TOKEN>' (or, with no "
             "METRICS_TOKEN set, a request from loopback)\n",
-            status=401 if getattr(settings, "METRICS_TOKEN", "") else 403,
+            status=401 if app_settings().metrics_token else 403,
             content_type="text/plain",
         )
         response["WWW-Authenticate"] = "Bearer"

@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 import yaml
 
-from django_pgbouncer.dburl import postgres_url_parse
-from django_pgbouncer.files import INI_NAME, USERLIST_NAME
-from django_pgbouncer.pgbouncer_ini import (
+from django_pgbouncer import postgres_url_parse
+from django_pgbouncer.render import (
     SETTINGS,
     PgBouncerConfig,
     ini_render,
     pgbouncer_config_from_env,
     version_parse,
 )
+from django_pgbouncer.render.files import INI_NAME, USERLIST_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yaml"

@@ -5,9 +5,10 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from django_pgbouncer import database_config, direct_database_config
-from django_pgbouncer.capacity import Capacity, capacity_problems
 from django_pgbouncer.checks import (
+    Capacity,
     _migrations_needing_session,
+    capacity_problems,
     config_problems,
     migration_problems,
 )

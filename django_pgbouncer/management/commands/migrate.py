@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandParser
 from django.core.management.commands import migrate
 from django.db import DEFAULT_DB_ALIAS
 
+from django_pgbouncer.conf import app_settings
 from django_pgbouncer.databases import migration_alias
 
 
@@ -26,7 +26,9 @@ class Command(migrate.Command):
     def execute(self, *args: Any, **options: Any) -> str | None:
         # execute(), not handle(): the system checks that run first need the alias.
         if options.get("database") is None:
-            options["database"] = migration_alias(settings.DATABASES, DEFAULT_DB_ALIAS)
+            options["database"] = migration_alias(
+                app_settings().databases, DEFAULT_DB_ALIAS
+            )
             if options["verbosity"] >= 1 and options["database"] != DEFAULT_DB_ALIAS:
                 self.stdout.write(
                     f"Migrating over the direct connection ({options['database']!r})."

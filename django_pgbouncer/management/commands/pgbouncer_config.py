@@ -9,8 +9,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_pgbouncer.errors import ConfigError
-from django_pgbouncer.files import pgbouncer_files_write, pgbouncer_version_detect
-from django_pgbouncer.pgbouncer_ini import version_parse
+from django_pgbouncer.render import (
+    pgbouncer_files_write,
+    pgbouncer_version_detect,
+    version_parse,
+)
 
 
 class Command(BaseCommand):

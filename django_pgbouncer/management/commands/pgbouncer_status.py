@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_pgbouncer.health import readiness_check
-from django_pgbouncer.views import _conninfo
+from django_pgbouncer.conf import alias_conninfo, app_settings
+from django_pgbouncer.observe import readiness_check
 
 COLUMNS = (
     ("database", "database"),
@@ -40,8 +40,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = readiness_check(
-            conninfo=_conninfo(),
-            admin_url=getattr(settings, "PGBOUNCER_ADMIN_URL", "") or None,
+            conninfo=alias_conninfo(connections[DEFAULT_DB_ALIAS].settings_dict),
+            admin_url=app_settings().admin_url,
             timeout=options["timeout"],
         )
         report = result.as_dict()

@@ -10,7 +10,7 @@ from psycopg import sql
 from devstack.pgbouncer import PgBouncer, PgBouncerSetup
 from devstack.process import port_pick
 from django_pgbouncer import ConfigError
-from django_pgbouncer.files import pgbouncer_files_write, pgbouncer_version_detect
+from django_pgbouncer.render import pgbouncer_files_write, pgbouncer_version_detect
 from tests.fixtures.stack import scratch_dir
 
 pytestmark = pytest.mark.servers

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from .dburl import postgres_url_parse
+from ..databases import postgres_url_parse
+from ..errors import ConsoleUnavailable, redact
 
 __all__ = [
     "Client",
     "ConfigItem",
     "Console",
-    "ConsoleUnavailable",
     "Database",
     "Pool",
     "Server",
@@ -32,10 +32,6 @@ __all__ = [
 ]
 
 TIMEOUT_SECONDS = 3
-
-
-class ConsoleUnavailable(psycopg.OperationalError):
-    """PgBouncer's admin console did not answer (down, refused, or timed out)."""
 
 
 @dataclass(frozen=True)
@@ -193,9 +189,7 @@ def console_connect(admin_url: str) -> Iterator[Console]:
             yield Console(conn)
     except psycopg.Error as error:
         lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
-        if url.password:
-            reason = reason.replace(url.password, "***")
+        reason = redact(lines[0] if lines else type(error).__name__, [url.password])
         raise ConsoleUnavailable(
             f"PgBouncer's admin console at {url.redacted()} did not answer: {reason}"
         ) from None

@@ -166,7 +166,7 @@ def test_not_configured_is_a_state_not_an_error(stack, django_db_setup):
 
 def test_a_pgbouncer_restart_costs_no_failed_request():
     """Kept connections without Django's health check: after PgBouncer restarts,
-    every gunicorn thread's connection is dead, and django_pgbouncer.stale replaces
+    every gunicorn thread's connection is dead, and guard.stale replaces
     each before its request uses it."""
     stack = private_stack("test-restart-")
     env = {

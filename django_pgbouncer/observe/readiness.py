@@ -9,40 +9,47 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import psycopg
 
+from ..errors import redact
 from .pool_state import WAIT_THRESHOLD_SECONDS, PoolState, pool_state
 
-__all__ = ["Readiness", "readiness_check"]
+__all__ = ["Readiness", "ReadyStatus", "readiness_check"]
 
-READY = "ready"
-PGBOUNCER_UNREACHABLE = "pgbouncer_unreachable"
-POSTGRES_UNREACHABLE = "postgres_unreachable"
-POOL_SATURATED = "pool_saturated"
+
+class ReadyStatus(StrEnum):
+    """What the probes answer, from best to worst."""
+
+    READY = "ready"
+    PGBOUNCER_UNREACHABLE = "pgbouncer_unreachable"
+    POSTGRES_UNREACHABLE = "postgres_unreachable"
+    POOL_SATURATED = "pool_saturated"
+
 
 _DETAIL = {
-    READY: "a query went through PgBouncer to PostgreSQL",
-    PGBOUNCER_UNREACHABLE: "PgBouncer does not answer: is it running, and does "
-    "DATABASE_URL name its host and port?",
-    POSTGRES_UNREACHABLE: "PgBouncer answers, but cannot reach PostgreSQL behind it "
-    "(see PgBouncer's log and PostgreSQL's)",
-    POOL_SATURATED: "clients wait for a server connection: the pool is too small "
-    "for the load, or PostgreSQL too slow (DEFAULT_POOL_SIZE, slow queries)",
+    ReadyStatus.READY: "a query went through PgBouncer to PostgreSQL",
+    ReadyStatus.PGBOUNCER_UNREACHABLE: "PgBouncer does not answer: is it running, "
+    "and does DATABASE_URL name its host and port?",
+    ReadyStatus.POSTGRES_UNREACHABLE: "PgBouncer answers, but cannot reach "
+    "PostgreSQL behind it (see PgBouncer's log and PostgreSQL's)",
+    ReadyStatus.POOL_SATURATED: "clients wait for a server connection: the pool is "
+    "too small for the load, or PostgreSQL too slow (DEFAULT_POOL_SIZE, slow queries)",
 }
 
 
 @dataclass(frozen=True)
 class Readiness:
-    status: str
+    status: ReadyStatus
     query: str  # "ok", or the error (no password in it)
     console: str  # "ok", "not configured", or the error
     pools: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
-        return self.status == READY
+        return self.status == ReadyStatus.READY
 
     @property
     def http_status(self) -> int:
@@ -69,10 +76,9 @@ def _query_probe(conninfo: dict[str, Any], timeout: float) -> tuple[str, bool]:
                 conn.execute("SELECT 1")
             result.append(("ok", True))
         except psycopg.Error as error:
-            text = " ".join(str(error).split())
-            password = str(conninfo.get("password") or "")
-            if password:
-                text = text.replace(password, "***")
+            text = redact(
+                " ".join(str(error).split()), [str(conninfo.get("password") or "")]
+            )
             answered = (
                 error.sqlstate is not None or "FATAL:" in text or ("ERROR:" in text)
             )
@@ -112,13 +118,13 @@ def readiness_check(
     )
     pools = [asdict(p) for p in state.pools]
     if state.reachable and _saturated(state, wait_threshold):
-        status = POOL_SATURATED
+        status = ReadyStatus.POOL_SATURATED
     elif query == "ok":
-        status = READY
+        status = ReadyStatus.READY
     elif "query_wait_timeout" in query:
-        status = POOL_SATURATED
+        status = ReadyStatus.POOL_SATURATED
     elif answered or state.reachable:
-        status = POSTGRES_UNREACHABLE
+        status = ReadyStatus.POSTGRES_UNREACHABLE
     else:
-        status = PGBOUNCER_UNREACHABLE
+        status = ReadyStatus.PGBOUNCER_UNREACHABLE
     return Readiness(status=status, query=query, console=console, pools=pools)

@@ -4,9 +4,10 @@ Django's CONN_HEALTH_CHECKS sends `SELECT 1` before a request reuses a connectio
 through PgBouncer that is a round trip to PostgreSQL, and it cost this site a fifth
 of its throughput (bench/results). Behind PgBouncer the only way a kept connection
 dies is PgBouncer itself closing it (a restart, client_idle_timeout); PostgreSQL
-restarts stay behind the pooler. A closed socket is readable: one `select()` with no
+restarts stay behind the pooler. A closed socket is readable: one `poll()` with no
 timeout (about a microsecond) tells, and the connection is dropped before the
-request, which then opens a fresh one.
+request, which then opens a fresh one. `poll()`, not `select()`: select() refuses a
+descriptor of 1024 or more, which a busy worker reaches.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import select
 from typing import Any
 
 from django.db import connections
+
+from ..conf import alias_options
 
 __all__ = ["stale_connections_close"]
 
@@ -26,16 +29,16 @@ def _peer_closed(raw: Any) -> bool:
         fd = raw.pgconn.socket
     except Exception:  # already closed, or not a psycopg connection
         return True
-    readable, _, _ = select.select([fd], [], [], 0)
-    return bool(readable)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
 
 
 def stale_connections_close(sender: object, **kwargs: object) -> None:
     """`request_started` receiver: close kept pooled connections PgBouncer closed."""
     for conn in connections.all(initialized_only=True):
-        pooled = (conn.settings_dict.get("PGBOUNCER") or {}).get("pool_mode")
         if (
-            pooled
+            alias_options(conn.settings_dict, alias=conn.alias).pool_mode
             and conn.connection is not None
             and not conn.in_atomic_block
             and _peer_closed(conn.connection)

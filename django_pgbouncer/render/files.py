@@ -1,4 +1,5 @@
-"""Writing PgBouncer's files, and asking the installed PgBouncer its version."""
+"""Writing PgBouncer's files (and any other secret file: `private_file_write`), and
+asking the installed PgBouncer its version."""
 
 from __future__ import annotations
 
@@ -12,22 +13,17 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .dburl import PostgresURL
-from .errors import ConfigError
-from .pgbouncer_ini import (
-    Version,
-    ini_render,
-    pgbouncer_config_from_env,
-    userlist_parse,
-    userlist_render,
-    version_parse,
-)
+from ..databases import PostgresURL
+from ..errors import ConfigError, redact
+from .ini import Version, ini_render, pgbouncer_config_from_env, version_parse
 from .scram import scram_verifier, scram_verifier_matches
+from .userlist import userlist_parse, userlist_render
 
 __all__ = [
     "pgbouncer_binary",
     "pgbouncer_files_write",
     "pgbouncer_version_detect",
+    "private_file_write",
     "server_verifier_set",
 ]
 
@@ -58,14 +54,17 @@ def pgbouncer_version_detect(binary: str | None = None) -> Version:
     return version_parse(out.stdout or out.stderr, variable="pgbouncer --version")
 
 
-def _write_private(path: Path, text: str) -> None:
-    # Written beside the target and renamed over it: a reader never sees half a
-    # file, and the secret is 0600 from its first byte.
+def private_file_write(path: Path, text: str) -> None:
+    """Write `text` to `path`, mode 0600 from its first byte.
+
+    Written beside the target and renamed over it, so a reader never sees half a
+    file, and a file that was there keeps its old text until the new one is whole.
+    """
+    # mkstemp creates the file 0600.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,11 +87,7 @@ def server_verifier_set(upstream: PostgresURL, verifier: str) -> None:
                 )
             )
     except psycopg.Error as error:
-        reason = (
-            str(error).replace(upstream.password, "***")
-            if upstream.password
-            else str(error)
-        )
+        reason = redact(str(error), [upstream.password])
         raise ConfigError(
             "POSTGRES_DATABASE_URL",
             f"could not log in to PostgreSQL at {upstream.redacted()} to store the "
@@ -126,6 +121,6 @@ def pgbouncer_files_write(
     }
     ini_text, userlist_text = ini_render(config), userlist_render(verifiers)
     server_verifier_set(config.upstream, verifiers[config.upstream.user])
-    _write_private(userlist, userlist_text)
-    _write_private(ini, ini_text)
+    private_file_write(userlist, userlist_text)
+    private_file_write(ini, ini_text)
     return ini, userlist

@@ -2,7 +2,7 @@
 
 import pytest
 
-from django_pgbouncer.classify import HAZARDS, session_state_find
+from django_pgbouncer.guard import HAZARDS, session_state_find
 
 HARMFUL = [
     # settings

@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest, multi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .classify import Finding
-from .console import ConsoleUnavailable, console_connect
+from ..errors import ConsoleUnavailable
+from ..guard import Finding
+from .console import console_connect
 
 __all__ = ["PgBouncerCollector", "metrics_install", "metrics_render"]
 

@@ -5,15 +5,16 @@ import configparser
 import pytest
 
 from django_pgbouncer import ConfigError
-from django_pgbouncer.pgbouncer_ini import (
+from django_pgbouncer.render import (
     SETTINGS,
     ini_render,
     pgbouncer_config_from_env,
+    scram_verifier,
+    scram_verifier_matches,
     userlist_parse,
     userlist_render,
     version_parse,
 )
-from django_pgbouncer.scram import scram_verifier, scram_verifier_matches
 
 SECRET = "hunter2-s3cret"
 UPSTREAM = f"postgres://app:{SECRET}@db:5432/app"
@@ -111,7 +112,7 @@ def test_admin_console_user_joins_the_userlist():
         ("DEFAULT_POOL_SIZE", "forty", "is not a whole number"),
         ("DEFAULT_POOL_SIZE", "0", "is not a whole number of at least 1"),
         ("MAX_CLIENT_CONN", "-5", "is not a whole number"),
-        ("LISTEN_PORT", "5432x", "is not a whole number"),
+        ("LISTEN_PORT", "5432x", "is not a port number"),
         ("QUERY_WAIT_TIMEOUT", "10s", "is not a number of seconds"),
         ("AUTH_TYPE", "md5", "is not one of scram-sha-256, hba"),
         ("AUTH_TYPE", "plain", "is not one of scram-sha-256, hba"),

@@ -13,9 +13,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .databases import pool_mode_parse
-from .dburl import PostgresURL, postgres_url_parse
-from .errors import ConfigError
+from ..databases import PostgresURL, pool_mode_parse, postgres_url_parse
+from ..env import (
+    bool_parse,
+    choice_parse,
+    int_parse,
+    port_parse,
+    seconds_parse,
+    text_parse,
+)
+from ..errors import ConfigError
 
 __all__ = [
     "SETTINGS",
@@ -23,8 +30,6 @@ __all__ = [
     "Setting",
     "ini_render",
     "pgbouncer_config_from_env",
-    "userlist_parse",
-    "userlist_render",
     "version_parse",
 ]
 
@@ -34,36 +39,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 def _int(minimum: int) -> Callable[[str, str], str]:
     def parse(variable: str, value: str) -> str:
-        if not re.fullmatch(r"\d+", value.strip()) or int(value) < minimum:
-            raise ConfigError(
-                variable,
-                f"{value!r} is not a whole number of at least {minimum}",
-                f"set {variable} to a number such as {max(minimum, 20)}, or unset it",
-            )
-        return str(int(value))
+        return str(int_parse(variable, value, minimum=minimum))
 
     return parse
 
 
-def _seconds(variable: str, value: str) -> str:
-    if not re.fullmatch(r"\d+(\.\d+)?", value.strip()):
-        raise ConfigError(
-            variable,
-            f"{value!r} is not a number of seconds",
-            f"set {variable} to seconds, e.g. 30 or 0.5 (0 disables), or unset it",
-        )
-    return value.strip()
-
-
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(variable: str, value: str) -> str:
-        if value.strip().lower() not in choices:
-            raise ConfigError(
-                variable,
-                f"{value!r} is not one of {', '.join(choices)}",
-                f"set {variable} to one of {', '.join(choices)}",
-            )
-        return value.strip().lower()
+        return choice_parse(variable, value, choices)
 
     return parse
 
@@ -80,22 +63,12 @@ def _names(variable: str, value: str) -> str:
     return ", ".join(names)
 
 
-def _text(variable: str, value: str) -> str:
-    if any(ch in value for ch in "\r\n\0"):
-        raise ConfigError(
-            variable, "contains a line break", f"put {variable} on one line"
-        )
-    return value.strip()
-
-
 def _bool(variable: str, value: str) -> str:
-    truth = {"1": "1", "true": "1", "yes": "1", "on": "1"}
-    truth.update({"0": "0", "false": "0", "no": "0", "off": "0"})
-    if value.strip().lower() not in truth:
-        raise ConfigError(
-            variable, f"{value!r} is not a boolean", f"set {variable} to 1 or 0"
-        )
-    return truth[value.strip().lower()]
+    return "1" if bool_parse(variable, value) else "0"
+
+
+_seconds = seconds_parse
+_text = text_parse
 
 
 @dataclass(frozen=True)
@@ -115,9 +88,13 @@ class Setting:
 # Keys rendered into [pgbouncer]. Defaults differ from PgBouncer's own where noted.
 SETTINGS: tuple[Setting, ...] = (
     Setting("listen_addr", _text, "127.0.0.1"),  # safe; containers set 0.0.0.0
-    Setting("listen_port", _int(1), "5432"),  # the image's port
+    Setting(
+        "listen_port", lambda v, x: str(port_parse(v, x)), "5432"
+    ),  # the image's port
     Setting("unix_socket_dir", _text, ""),  # TCP only: no socket in a shared /tmp
-    Setting("pool_mode", lambda v, x: pool_mode_parse(x, variable=v), "transaction"),
+    Setting(
+        "pool_mode", lambda v, x: pool_mode_parse(x, variable=v).value, "transaction"
+    ),
     # userlist.txt holds SCRAM verifiers only: md5 fails against servers that store
     # SCRAM (PostgreSQL 14+ by default), and plain would put passwords on disk.
     Setting("auth_type", _choice("scram-sha-256", "hba"), "scram-sha-256"),
@@ -212,11 +189,7 @@ def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
         )
         return url, "POSTGRES_DATABASE_URL", "POSTGRES_DATABASE_URL"
     if env.get("DB_HOST", "").strip():  # the image's other spelling
-        port = int(_int(1)("DB_PORT", env.get("DB_PORT", "5432")))
-        if port > 65535:
-            raise ConfigError(
-                "DB_PORT", f"{port} is not a port number", "set a number to 65535"
-            )
+        port = port_parse("DB_PORT", env.get("DB_PORT", "") or "5432")
         user = env.get("DB_USER", "postgres")
         url = PostgresURL(
             user=user,
@@ -246,7 +219,7 @@ def pgbouncer_config_from_env(
             "configuration cannot hold",
             "use a database name of letters, digits, _ . -",
         )
-    settings: list[tuple[str, str]] = []
+    rendered: list[tuple[str, str]] = []
     for setting in SETTINGS:
         raw = env.get(setting.variable)
         if raw is None or (raw.strip() == "" and setting.default != ""):
@@ -262,12 +235,12 @@ def pgbouncer_config_from_env(
                     f"and this one is {'.'.join(map(str, version))}",
                     f"unset {setting.variable}, or run a newer PgBouncer",
                 )
-        settings.append((setting.key, value))
+        rendered.append((setting.key, value))
     # ?sslmode= on the upstream URL: PgBouncer's TLS to the server is a global key.
     sslmode = dict(upstream.params).get("sslmode")
     if sslmode and not env.get("SERVER_TLS_SSLMODE", "").strip():
         parse = next(s for s in SETTINGS if s.key == "server_tls_sslmode").parse
-        settings.append(("server_tls_sslmode", parse("POSTGRES_DATABASE_URL", sslmode)))
+        rendered.append(("server_tls_sslmode", parse("POSTGRES_DATABASE_URL", sslmode)))
     users = {upstream.user: upstream.password}
     admin_url = env.get("PGBOUNCER_ADMIN_URL", "").strip()
     if admin_url:
@@ -282,7 +255,7 @@ def pgbouncer_config_from_env(
             )
     return PgBouncerConfig(
         upstream=upstream,
-        settings=tuple(settings),
+        settings=tuple(rendered),
         users=tuple(users.items()),
         auth_file=auth_file,
     )
@@ -314,29 +287,3 @@ def ini_render(config: PgBouncerConfig) -> str:
     ]
     lines += [f"{key} = {value}" for key, value in config.settings]
     return "\n".join(lines) + "\n"
-
-
-_USERLIST_LINE = re.compile(r'^"((?:[^"]|"")*)"\s+"((?:[^"]|"")*)"')
-
-
-def userlist_parse(text: str) -> dict[str, str]:
-    """user name -> secret, from the text of a `userlist.txt`."""
-    entries = {}
-    for line in text.splitlines():
-        match = _USERLIST_LINE.match(line.strip())
-        if match:
-            name, secret = (g.replace('""', '"') for g in match.groups())
-            entries[name] = secret
-    return entries
-
-
-def userlist_render(verifiers: Mapping[str, str]) -> str:
-    """The text of `userlist.txt` from user name -> SCRAM verifier."""
-
-    def quoted(value: str) -> str:
-        return '"' + value.replace('"', '""') + '"'
-
-    for verifier in verifiers.values():
-        if not verifier.startswith("SCRAM-SHA-256$"):
-            raise ValueError("userlist.txt takes SCRAM-SHA-256 verifiers only")
-    return "".join(f"{quoted(n)} {quoted(v)}\n" for n, v in verifiers.items())

@@ -12,14 +12,18 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.dispatch import Signal
 from psycopg.sql import Composable
 
-from .classify import HAZARDS, Finding, session_state_find
-from .errors import SessionStateError
+from ..conf import GuardMode, alias_options
+from ..errors import SessionStateError
+from .classify import session_state_find
+from .hazards import HAZARDS, Finding
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 __all__ = [
     "SessionStateGuard",
@@ -63,7 +67,7 @@ def _message(alias: str, finding: Finding) -> str:
 class SessionStateGuard:
     """An execute wrapper; one per connection wrapper."""
 
-    def __init__(self, alias: str, mode: str) -> None:
+    def __init__(self, alias: str, mode: GuardMode) -> None:
         self.alias, self.mode = alias, mode
 
     def __call__(
@@ -74,13 +78,13 @@ class SessionStateGuard:
         many: bool,
         context: dict[str, Any],
     ) -> Any:
-        if self.mode != "off" and not _allowed.get():
+        if self.mode != GuardMode.OFF and not _allowed.get():
             finding = self._find(sql, context)
             if finding is not None:
                 session_state_found.send(
                     SessionStateGuard, alias=self.alias, finding=finding
                 )
-                if self.mode == "raise":
+                if self.mode == GuardMode.RAISE:
                     raise SessionStateError(_message(self.alias, finding))
                 logger.warning("%s", _message(self.alias, finding))
         return execute(sql, params, many, context)
@@ -102,11 +106,11 @@ def guard_install(
     sender: object, connection: BaseDatabaseWrapper, **kwargs: object
 ) -> None:
     """`connection_created` receiver: guard transaction-pooled aliases, once."""
-    options = connection.settings_dict.get("PGBOUNCER") or {}
-    if options.get("pool_mode") not in ("transaction", "statement"):
+    options = alias_options(connection.settings_dict, alias=connection.alias)
+    if not options.transaction_pooled:
         return
-    mode = options.get("guard", "raise")
-    if mode == "off" or any(
+    mode = options.guard
+    if mode is GuardMode.OFF or any(
         isinstance(w, SessionStateGuard) for w in connection.execute_wrappers
     ):
         return

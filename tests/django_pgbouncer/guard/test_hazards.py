@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.db import connection, connections, transaction
 
+from django_pgbouncer import session_state_allowed
 from django_pgbouncer.errors import SessionStateError
-from django_pgbouncer.guard import session_state_allowed
 
 # transaction=True: these tests are about where transactions end, so no test-wide
 # transaction may wrap them.

@@ -7,9 +7,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConsoleUnavailable
 from .console import (
     ConfigItem,
-    ConsoleUnavailable,
     Database,
     Pool,
     Stat,
@@ -73,8 +73,8 @@ def pool_views(
     wait_threshold: float = WAIT_THRESHOLD_SECONDS,
 ) -> tuple[PoolView, ...]:
     """Join the console's rows per pool and name what is wrong."""
-    settings = {item.key: item.value for item in config}
-    default_size = int(settings.get("default_pool_size", "20") or 20)
+    values = {item.key: item.value for item in config}
+    default_size = int(values.get("default_pool_size", "20") or 20)
     sizes = {d.name: d.pool_size or default_size for d in databases}
     by_db = {s.database: s for s in stats}
     views = []

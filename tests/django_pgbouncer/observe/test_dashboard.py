@@ -10,8 +10,12 @@ from django.urls import reverse
 
 from devstack.process import port_pick
 from django_pgbouncer import views
-from django_pgbouncer.console import ConfigItem, Database, Pool, Stat
-from django_pgbouncer.pool_state import WAIT_THRESHOLD_SECONDS, PoolState, pool_views
+from django_pgbouncer.observe.console import ConfigItem, Database, Pool, Stat
+from django_pgbouncer.observe.pool_state import (
+    WAIT_THRESHOLD_SECONDS,
+    PoolState,
+    pool_views,
+)
 from tests.fixtures.stack import POOL_SIZE, console_rows
 
 pytestmark = [pytest.mark.servers, pytest.mark.django_db]

@@ -1,0 +1,235 @@
+"""The app's settings contract: the one module that reads Django settings or an
+alias's `PGBOUNCER` options. Every other module asks here.
+
+Django settings read (all optional):
+
+=========================  ====================  =====================================
+setting                    type                  default, and meaning
+=========================  ====================  =====================================
+``DATABASES``              Django's              each alias's ``PGBOUNCER`` options
+                                                 (below) say how it reaches PostgreSQL
+``PGBOUNCER_ADMIN_URL``    str (a URL)           ``""``: PgBouncer's admin console,
+                                                 ``postgres://USER:PW@HOST:PORT/
+                                                 pgbouncer``, USER in ``stats_users``;
+                                                 unset, the dashboard, ``/metrics``
+                                                 and the capacity check cannot see
+                                                 the pool
+``PGBOUNCER_WEB_CAPACITY`` dict                  ``{"processes": 1, "threads": 1}``:
+                                                 the web tier's size, for the
+                                                 connection budget check
+``METRICS_TOKEN``          str                   ``""``: ``/metrics`` wants
+                                                 ``Authorization: Bearer <token>``;
+                                                 unset, loopback callers only
+``ASGI_APPLICATION``,      Django's              served under ASGI when only
+``WSGI_APPLICATION``                             ``ASGI_APPLICATION`` is set
+=========================  ====================  =====================================
+
+``DATABASES[alias]["PGBOUNCER"]`` (``database_config()`` and
+``direct_database_config()`` write it; a hand-written one is validated alike):
+
+==============  ==========================  ==========================================
+key             type                        default, and meaning
+==============  ==========================  ==========================================
+``pool_mode``   ``PoolMode`` or str          absent: the alias does not go through
+                                            PgBouncer. ``transaction`` and
+                                            ``statement`` turn on the guard, the
+                                            stale-connection check and the checks
+``guard``       ``GuardMode`` or str         ``raise``: what the runtime guard does
+                                            with session-state SQL (raise, log, off)
+``version``     str or None                 ``None`` (unknown): the PgBouncer behind
+                                            the alias, e.g. ``"1.18"``
+``direct_for``  str or None                 ``None``: on a direct alias, the pooled
+                                            alias it is the session path of
+                                            (migrations run over it)
+==============  ==========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from .errors import ConfigError
+
+__all__ = [
+    "AliasOptions",
+    "AppSettings",
+    "GuardMode",
+    "PoolMode",
+    "WebCapacity",
+    "alias_conninfo",
+    "alias_options",
+    "alias_options_set",
+    "app_settings",
+    "direct_alias",
+    "pooled_aliases",
+]
+
+_SETTINGS = (
+    "DATABASES",
+    "PGBOUNCER_ADMIN_URL",
+    "PGBOUNCER_WEB_CAPACITY",
+    "METRICS_TOKEN",
+    "ASGI_APPLICATION",
+    "WSGI_APPLICATION",
+)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class PoolMode(StrEnum):
+    """PgBouncer's `pool_mode`: when a server connection goes back to the pool."""
+
+    SESSION = "session"
+    TRANSACTION = "transaction"
+    STATEMENT = "statement"
+
+    @property
+    def shares_sessions(self) -> bool:
+        """Consecutive transactions of one client may run on different servers."""
+        return self is not PoolMode.SESSION
+
+
+class GuardMode(StrEnum):
+    """What the runtime guard does with SQL that leaves session state."""
+
+    RAISE = "raise"
+    LOG = "log"
+    OFF = "off"
+
+
+def _enum_parse(kind: type[E], value: object, where: str) -> E:
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        names = ", ".join(m.value for m in kind)
+        raise ConfigError(
+            where, f"{value!r} is not one of {names}", f"set it to one of {names}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class AliasOptions:
+    """An alias's `PGBOUNCER` options, validated (see the table above)."""
+
+    pool_mode: PoolMode | None = None
+    guard: GuardMode = GuardMode.RAISE
+    version: str | None = None
+    direct_for: str | None = None
+
+    @property
+    def transaction_pooled(self) -> bool:
+        """Through PgBouncer in transaction or statement mode."""
+        return self.pool_mode is not None and self.pool_mode.shares_sessions
+
+
+def alias_options(entry: Mapping[str, Any], *, alias: str = "?") -> AliasOptions:
+    """The `PGBOUNCER` options of one `DATABASES` entry."""
+    raw = entry.get("PGBOUNCER") or {}
+    where = f"DATABASES[{alias!r}]['PGBOUNCER']"
+    mode = raw.get("pool_mode")
+    return AliasOptions(
+        pool_mode=None
+        if mode is None
+        else _enum_parse(PoolMode, mode, f"{where}['pool_mode']"),
+        guard=_enum_parse(GuardMode, raw.get("guard", "raise"), f"{where}['guard']"),
+        version=str(raw["version"]) if raw.get("version") else None,
+        direct_for=raw.get("direct_for") or None,
+    )
+
+
+def alias_options_set(entry: dict[str, Any], options: AliasOptions) -> None:
+    """Write `options` into a `DATABASES` entry, as `alias_options()` reads them."""
+    raw: dict[str, Any] = {}
+    if options.pool_mode is not None:
+        raw["pool_mode"] = options.pool_mode
+        raw["guard"] = options.guard
+    if options.version:
+        raw["version"] = options.version
+    if options.direct_for:
+        raw["direct_for"] = options.direct_for
+    entry["PGBOUNCER"] = raw
+
+
+def pooled_aliases(
+    databases: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Mapping[str, Any]]:
+    """The aliases that go through PgBouncer in transaction or statement mode."""
+    return {
+        alias: entry
+        for alias, entry in databases.items()
+        if alias_options(entry, alias=alias).transaction_pooled
+    }
+
+
+def direct_alias(databases: Mapping[str, Mapping[str, Any]], alias: str) -> str | None:
+    """The alias that talks to PostgreSQL itself on behalf of `alias`, if any."""
+    for name, entry in databases.items():
+        if alias_options(entry, alias=name).direct_for == alias:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class WebCapacity:
+    """How many connections per alias the web tier can hold at once."""
+
+    processes: int = 1
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The project-wide settings the app reads (see the table above)."""
+
+    databases: Mapping[str, Mapping[str, Any]]
+    admin_url: str | None
+    web_capacity: WebCapacity
+    metrics_token: str
+    asgi: bool
+
+
+@functools.cache
+def app_settings() -> AppSettings:
+    """Read once, and again after `override_settings` changes one of them."""
+    capacity = getattr(settings, "PGBOUNCER_WEB_CAPACITY", None) or {}
+    return AppSettings(
+        databases=settings.DATABASES,
+        admin_url=getattr(settings, "PGBOUNCER_ADMIN_URL", "") or None,
+        web_capacity=WebCapacity(
+            processes=int(capacity.get("processes", 1)),
+            threads=int(capacity.get("threads", 1)),
+        ),
+        metrics_token=getattr(settings, "METRICS_TOKEN", "") or "",
+        asgi=bool(getattr(settings, "ASGI_APPLICATION", None))
+        and not getattr(settings, "WSGI_APPLICATION", None),
+    )
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: object) -> None:
+    if setting in _SETTINGS:
+        app_settings.cache_clear()
+
+
+def alias_conninfo(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """`psycopg.connect()` arguments for a `DATABASES` entry."""
+    info = {
+        "host": entry["HOST"],
+        "port": entry["PORT"],
+        "user": entry["USER"],
+        "password": entry["PASSWORD"],
+        "dbname": entry["NAME"],
+    }
+    options = entry.get("OPTIONS") or {}
+    if "sslmode" in options:
+        info["sslmode"] = options["sslmode"]
+    return info
