@@ -1,44 +1,43 @@
-"""Typed reads of environment variables, each error naming the variable and the fix."""
+"""The site's typed reads of `os.environ`, through django_pgbouncer.env: each error
+a ConfigError naming the variable, the problem and the fix."""
 
 from __future__ import annotations
 
 import os
 
-from django_pgbouncer.errors import ConfigError
+from django_pgbouncer import env
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+__all__ = [
+    "env_bool",
+    "env_int",
+    "env_list",
+    "env_port",
+    "env_str",
+    "web_processes",
+    "web_threads",
+]
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    return env.env_str(os.environ, name, default)
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise ConfigError(name, f"{raw!r} is not a boolean", f"set {name} to 1 or 0")
-    return value in _TRUE
+    return env.env_bool(os.environ, name, default)
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise ConfigError(
-            name,
-            f"{raw!r} is not a whole number of at least {minimum}",
-            f"set {name} to a number such as {max(default, minimum)}, or unset it",
-        )
-    return int(raw)
+def env_int(
+    name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    return env.env_int(os.environ, name, default, minimum=minimum, maximum=maximum)
+
+
+def env_port(name: str, default: int) -> int:
+    return env.env_port(os.environ, name, default)
 
 
 def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+    return env.env_list(os.environ, name, default)
 
 
 # The web tier's size, read by config/gunicorn.py and by the connection budget check.

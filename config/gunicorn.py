@@ -4,9 +4,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from config.env import env_int, env_str, web_processes, web_threads
+from config.env import env_int, env_port, env_str, web_processes, web_threads
 
-bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_int('WEB_PORT', 8000, minimum=1)}"
+bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_port('WEB_PORT', 8000)}"
 # Threads share a process's memory, and each keeps one persistent connection to
 # PgBouncer (CONN_MAX_AGE); PgBouncer, not gunicorn, bounds PostgreSQL's backends.
 worker_class = "gthread"

@@ -249,3 +249,25 @@ def test_capacity_check_asks_the_servers(settings, stack, web, expected):
         return
     with pytest.raises(SystemCheckError, match=f"django_pgbouncer.{expected}"):
         call_command("check", databases=["default"], tags=["database"])
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", ["nothing-listens", "wrong-password"])
+def test_capacity_check_warns_when_it_cannot_ask(settings, stack, capsys, case):
+    """A console that cannot be reached is a warning with a hint, not a traceback,
+    and the URL's password stays out of it."""
+    from devstack.process import port_pick
+
+    secret = "n0t-the-Password"
+    url = stack.admin_console_url.with_(password=secret)
+    if case == "nothing-listens":
+        url = url.with_(port=port_pick())
+    settings.PGBOUNCER_ADMIN_URL = url.url()
+    call_command("check", databases=["default"], tags=["database"])
+    output = capsys.readouterr()
+    text = output.out + output.err
+    assert "django_pgbouncer.W009" in text
+    assert "PGBOUNCER_ADMIN_URL" in text
+    assert secret not in text
+    assert "Traceback" not in text
