@@ -153,9 +153,12 @@ def test_modes_and_statuses_are_str_enums(kind):
 @pytest.mark.servers
 @pytest.mark.django_db
 def test_the_guard_message_names_an_import_that_works(stack):
-    with pytest.raises(SessionStateError) as caught:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET work_mem = '8MB'")
+    with (
+        pytest.raises(SessionStateError) as caught,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET work_mem = '8MB'")
     message = str(caught.value)
     assert "django_pgbouncer.session_state_allowed()" in message
     module, name = ["django_pgbouncer", "session_state_allowed"]
