@@ -62,7 +62,7 @@ def test_alias_options_name_the_bad_key(raw, key):
     ids=["none", "pooled", "direct"],
 )
 def test_alias_options_round_trip(options):
-    entry: dict = {}
+    entry: dict[str, object] = {}
     alias_options_set(entry, options)
     assert alias_options(entry) == options
 
