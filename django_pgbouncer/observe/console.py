@@ -1,13 +1,15 @@
-"""A small read-only client for PgBouncer's admin console.
+"""A small client for PgBouncer's admin console: the one way the project reaches it.
 
 The console is the virtual database `pgbouncer`, reached as a user listed in
 `admin_users` or `stats_users`; it speaks the simple query protocol only and knows
 no transactions. Each `SHOW` comes back as typed rows; columns a PgBouncer version
-adds are kept in `extra`.
+adds are kept in `extra`. `command()` sends the few control commands an operator
+tool needs (they want a user in `admin_users`; the site itself only reads).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -27,11 +29,28 @@ __all__ = [
     "Server",
     "Stat",
     "Version",
+    "console_command",
     "console_connect",
     "console_show",
 ]
 
 TIMEOUT_SECONDS = 3
+# Control commands that act on pools (SHUTDOWN, SET and RELOAD are left out: a
+# program that needs them is an operator's, not this client's).
+COMMANDS = frozenset(
+    {
+        "PAUSE",
+        "RESUME",
+        "RECONNECT",
+        "KILL",
+        "SUSPEND",
+        "DISABLE",
+        "ENABLE",
+        "WAIT_CLOSE",
+    }
+)
+# The names pgbouncer.ini's renderer allows ([A-Za-z0-9_.-]).
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,16 @@ class Console:
         names = [col.name for col in cur.description or []]
         return [_row(cls, dict(zip(names, r, strict=True))) for r in cur]
 
+    def command(self, verb: str, database: str | None = None) -> None:
+        """`RECONNECT`, `PAUSE`, `RESUME`, `KILL` ... for one database or all."""
+        verb = verb.upper()
+        if verb not in COMMANDS:
+            raise ValueError(f"{verb!r} is not one of {', '.join(sorted(COMMANDS))}")
+        if database is not None and not _DATABASE_NAME.fullmatch(database):
+            raise ValueError(f"{database!r} is not a database name PgBouncer serves")
+        text = f"{verb} {database}" if database else verb
+        self._conn.execute(text, prepare=False)
+
 
 @contextmanager
 def console_connect(admin_url: str) -> Iterator[Console]:
@@ -193,6 +222,12 @@ def console_connect(admin_url: str) -> Iterator[Console]:
         raise ConsoleUnavailable(
             f"PgBouncer's admin console at {url.redacted()} did not answer: {reason}"
         ) from None
+
+
+def console_command(admin_url: str, verb: str, database: str | None = None) -> None:
+    """One control command (see `Console.command`)."""
+    with console_connect(admin_url) as console:
+        console.command(verb, database)
 
 
 def console_show(admin_url: str, what: str) -> list[Any]:

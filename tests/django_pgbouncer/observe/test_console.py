@@ -1,0 +1,63 @@
+"""The admin console client: typed SHOW rows, and control commands."""
+
+import time
+
+import psycopg
+import pytest
+
+from django_pgbouncer import ConsoleUnavailable
+from django_pgbouncer.observe import console_command, console_connect, console_show
+from django_pgbouncer.observe.console import Pool
+
+pytestmark = pytest.mark.servers
+
+
+def server_pid(stack):
+    with psycopg.connect(stack.pooled_url.url()) as conn:
+        return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_show_returns_typed_rows(stack):
+    server_pid(stack)  # PgBouncer makes a pool at its first client
+    pools = console_show(stack.admin_console_url.url(), "POOLS")
+    assert all(isinstance(p, Pool) for p in pools)
+    assert any(p.database == "app" and p.pool_mode == "transaction" for p in pools)
+
+
+def test_reconnect_replaces_the_server_connections(stack, superuser_conn):
+    before = server_pid(stack)
+    assert server_pid(stack) == before  # an idle server connection is reused
+    console_command(stack.admin_console_url.url(), "reconnect", "app")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = superuser_conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [before]
+        ).fetchone()[0]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, "RECONNECT left the old server connection open"
+    assert server_pid(stack) != before
+
+
+@pytest.mark.parametrize(
+    ("verb", "database"),
+    [("SHUTDOWN", None), ("RELOAD", None), ("RECONNECT", "app; SHUTDOWN")],
+    ids=["shutdown", "reload", "injected-name"],
+)
+def test_commands_outside_the_list_are_refused(stack, verb, database):
+    with (
+        pytest.raises(ValueError, match="is not"),
+        console_connect(stack.admin_console_url.url()) as console,
+    ):
+        console.command(verb, database)
+
+
+def test_an_unreachable_console_names_no_password(stack):
+    from devstack.process import port_pick
+
+    url = stack.admin_console_url.with_(port=port_pick(), password="Very-Secret-1")
+    with pytest.raises(ConsoleUnavailable) as caught:
+        console_show(url.url(), "POOLS")
+    assert "Very-Secret-1" not in str(caught.value)
+    assert "did not answer" in str(caught.value)
