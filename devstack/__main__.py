@@ -6,7 +6,7 @@ import sys
 from django_pgbouncer.errors import ConfigError
 
 from .errors import StackError
-from .stack import run
+from .run import run
 
 
 def main() -> int:

@@ -9,6 +9,9 @@ extra=${1:-}
 packages=(postgresql pgbouncer python3-venv python3-dev make)
 [ "$extra" = test ] && packages+=(chromium chromium-driver)
 [ "$extra" = dev ] && packages+=(wrk chromium chromium-driver)
+# As root the servers and the web server run as unprivileged accounts, which
+# devstack lets through private folders such as /root with ACLs (setfacl).
+[ "$(id -u)" -eq 0 ] && packages+=(acl)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 """Throwaway stacks: PostgreSQL and PgBouncer on free ports in a scratch folder,
-for the tests and the benchmarks alike. Nothing is kept: the folder goes at exit."""
+for the tests and the benchmarks alike, and extra PgBouncers in front of a stack's
+PostgreSQL. Nothing is kept: the folders go at exit."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from django_pgbouncer import PostgresURL
+
+from .pgbouncer import PgBouncer, PgBouncerSetup
 from .process import port_pick
 from .stack import Stack, StackSettings
 
-__all__ = ["ephemeral_stack", "scratch_dir"]
+__all__ = ["ephemeral_pgbouncer", "ephemeral_stack", "scratch_dir"]
 
 
 def scratch_dir(prefix: str) -> Path:
@@ -50,3 +54,42 @@ def ephemeral_stack(
             stack.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def ephemeral_pgbouncer(
+    stack: Stack,
+    prefix: str,
+    *,
+    upstream: PostgresURL | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> Iterator[PgBouncer]:
+    """A started PgBouncer of its own, on a free port, in front of `stack`'s
+    PostgreSQL as `upstream` (default: the site's role); stopped and deleted after.
+    Clients reach it at `upstream.with_(port=bouncer.config.port)`."""
+    upstream = upstream or stack.direct_url
+    workdir = scratch_dir(prefix)
+    try:
+        if upstream.user == stack.direct_url.user:
+            # The stack's verifier, so the renderer keeps it: a new salt stored for
+            # the role would break the stack's own PgBouncer's next server login.
+            shutil.copy(stack.pgbouncer.config.workdir / "userlist.txt", workdir)
+        stack.account.own(workdir, *workdir.iterdir())
+        bouncer = PgBouncer(
+            PgBouncerSetup(
+                workdir=workdir,
+                port=port_pick(),
+                account=stack.account,
+                variables={
+                    **(variables or {}),
+                    "POSTGRES_DATABASE_URL": upstream.url(),
+                },
+            )
+        )
+        bouncer.start()
+        try:
+            yield bouncer
+        finally:
+            bouncer.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

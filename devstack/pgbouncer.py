@@ -14,7 +14,7 @@ from django_pgbouncer.render import (
     pgbouncer_version_detect,
 )
 
-from .errors import StackError
+from .errors import ServersMissing, StackError
 from .process import Account, Child, port_require_free
 
 
@@ -42,7 +42,7 @@ class PgBouncer:
         self.config = config
         binary = pgbouncer_binary()
         if binary is None:
-            raise StackError(
+            raise ServersMissing(
                 "PgBouncer is not installed. Install it with `apt-get install "
                 "pgbouncer` (as root), then run again."
             )

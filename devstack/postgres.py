@@ -14,8 +14,9 @@ import psycopg
 from psycopg import sql
 
 from django_pgbouncer import PostgresURL
+from django_pgbouncer.render import private_file_write
 
-from .errors import StackError
+from .errors import ServersMissing, StackError
 from .process import Account, Child, port_require_free, run_checked
 
 SUPERUSER = "postgres"
@@ -34,7 +35,7 @@ def postgres_bindir() -> Path:
     on_path = shutil.which("initdb")
     if on_path:
         return Path(on_path).resolve().parent
-    raise StackError(
+    raise ServersMissing(
         "PostgreSQL is not installed (no initdb found). Install it with "
         "`apt-get install postgresql`, or set PG_BINDIR to its bin folder."
     )
@@ -71,9 +72,7 @@ class Postgres:
         cfg.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cfg.account.own(cfg.datadir)
         pwfile = cfg.datadir.parent / ".pwfile"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:  # 0600 from its first byte
-            handle.write(cfg.superuser_password + "\n")
+        private_file_write(pwfile, cfg.superuser_password + "\n")
         cfg.account.own(pwfile)
         try:
             run_checked(

@@ -59,22 +59,6 @@ class Account:
         for path in paths:
             os.chown(path, self.uid, self.gid)
 
-    def check_reach(self, path: Path) -> None:
-        """Fail early when this account cannot reach `path` (e.g. under /root)."""
-        if self.uid is None:
-            return
-        for parent in [*reversed(path.resolve().parents), path.resolve()]:
-            info = parent.stat()
-            mode = info.st_mode
-            needed = 0o001 if parent.is_dir() else 0o004
-            if info.st_uid != self.uid and not mode & needed:
-                raise StackError(
-                    f"the account {self.name!r} that runs a server cannot reach "
-                    f"{parent} (mode {oct(mode & 0o777)}). Put the checkout and its "
-                    f".venv where it can (not under /root), point DEVSTACK_DIR at "
-                    f"such a folder for the data, or run as a normal user."
-                )
-
     def popen_kwargs(self) -> dict[str, object]:
         if self.uid is None:
             return {}

@@ -1,44 +1,31 @@
 """The whole stack: PostgreSQL, then PgBouncer in front of it, then gunicorn.
 
-`Stack` starts the two database servers (for `make run` and the test fixtures alike);
-`web_child` builds the gunicorn process; `run()` is `make run`.
+`Stack` starts the two database servers (for `make run`, the test fixtures and the
+benchmarks alike); `run_env` is the site's environment; `web_child` builds the
+gunicorn process. `make run` itself is devstack.run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import sys
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django_pgbouncer import PostgresURL
-from django_pgbouncer.errors import ConfigError
+from django_pgbouncer.env import env_int, env_port
+from django_pgbouncer.render import private_file_write
 
-from .errors import StackError
 from .pgbouncer import PgBouncer, PgBouncerSetup
 from .postgres import Postgres, PostgresConfig
-from .process import Account, Child, port_require_free, run_checked
+from .process import Account, Child
+from .reach import reach_ensure
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 APP_USER = APP_DB = "app"
 ADMIN_CONSOLE_USER = "pgbouncer_admin"
-
-
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip() or str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise ConfigError(
-            name,
-            f"{raw!r} is not a port number",
-            f"set {name} to a number from 1 to 65535, or unset it",
-        )
-    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -56,20 +43,13 @@ class StackSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackSettings:
-        seed = env.get("DEVSTACK_SEED_POSTS", "50").strip()
-        if not seed.isdigit():
-            raise ConfigError(
-                "DEVSTACK_SEED_POSTS",
-                f"{seed!r} is not a count",
-                "set it to a whole number such as 50 (0: none)",
-            )
         return cls(
             root=Path(env.get("DEVSTACK_DIR") or PROJECT_DIR / ".devstack").resolve(),
-            postgres_port=_port(env, "DEVSTACK_POSTGRES_PORT", 55432),
-            pgbouncer_port=_port(env, "DEVSTACK_PGBOUNCER_PORT", 56432),
+            postgres_port=env_port(env, "DEVSTACK_POSTGRES_PORT", 55432),
+            pgbouncer_port=env_port(env, "DEVSTACK_PGBOUNCER_PORT", 56432),
             web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",
-            web_port=_port(env, "WEB_PORT", 8000),
-            seed_posts=int(seed),
+            web_port=env_port(env, "WEB_PORT", 8000),
+            seed_posts=env_int(env, "DEVSTACK_SEED_POSTS", 50),
             pgbouncer_variables=dict(env),
         )
 
@@ -88,9 +68,7 @@ def secrets_load(path: Path) -> dict[str, str]:
     for key in wanted:
         data.setdefault(key, secrets.token_urlsafe(50 if "django" in key else 24))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
+    private_file_write(path, json.dumps(data, indent=2))
     return data
 
 
@@ -101,11 +79,15 @@ class Stack:
         self.settings = settings
         self.account = Account.for_servers()
         settings.root.mkdir(parents=True, exist_ok=True)
-        self.account.check_reach(settings.root)
         self.secrets = secrets_load(settings.root / "secrets.json")
         for sub in ("postgres", "pgbouncer"):
             (settings.root / sub).mkdir(exist_ok=True)
             self.account.own(settings.root / sub)
+        reach_ensure(
+            self.account,
+            [(settings.root / sub, "rwx") for sub in ("postgres", "pgbouncer")],
+            what="PostgreSQL and PgBouncer",
+        )
         self.postgres = Postgres(
             PostgresConfig(
                 datadir=settings.root / "postgres" / "data",
@@ -201,11 +183,23 @@ def run_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
 def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Child:
     """gunicorn serving the site through `stack`'s PgBouncer."""
     s = stack.settings
-    account.check_reach(PROJECT_DIR / "manage.py")
-    account.check_reach(Path(sys.executable).resolve())
     metrics = s.root / "metrics"  # the workers' counters, added up by /metrics
     metrics.mkdir(exist_ok=True)
     account.own(metrics)
+    # The code, the virtualenv, the interpreter it links to, and the counters.
+    python = Path(sys.executable)
+    reach_ensure(
+        account,
+        [
+            (PROJECT_DIR, "rx"),
+            (PROJECT_DIR / "config" / "gunicorn.py", "r"),
+            (Path(sys.prefix), "rx"),
+            (python, "x"),
+            (python.resolve(), "x"),
+            (metrics, "rwx"),
+        ],
+        what="the web server",
+    )
     return Child(
         "gunicorn",
         [
@@ -227,96 +221,3 @@ def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Chil
         },
         cwd=PROJECT_DIR,
     )
-
-
-def _manage(*args: str, env: Mapping[str, str]) -> str:
-    return run_checked(
-        [sys.executable, str(PROJECT_DIR / "manage.py"), *args],
-        what=f"manage.py {args[0]}",
-        env=env,
-    )
-
-
-def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
-    path = stack.settings.root / "stack.env"
-    lines = [f"WEB_URL={stack.web_url}"] + [
-        f"{key}={env[key]}"
-        for key in ("DATABASE_URL", "DIRECT_DATABASE_URL", "PGBOUNCER_ADMIN_URL")
-    ]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return path
-
-
-class _Stop(Exception):
-    pass
-
-
-@contextmanager
-def _signals_stop() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-
-
-def run(environ: Mapping[str, str]) -> int:
-    """`make run`: start everything, print where it is, stop it all on Ctrl-C."""
-    settings = StackSettings.from_env(environ)
-    port_require_free(
-        settings.web_host, settings.web_port, what="The web server", variable="WEB_PORT"
-    )
-    stack = Stack(settings)
-    web: Child | None = None
-    with _signals_stop():
-        try:
-            print(f"Starting PostgreSQL and PgBouncer (data in {settings.root}) ...")
-            stack.start()
-            env = run_env(stack, environ)
-            print("Migrating over the direct connection ...")
-            _manage("migrate", "--noinput", "-v", "0", env=env)
-            _manage("collectstatic", "--noinput", "-v", "0", env=env)
-            _manage(
-                "seed_posts", "--if-empty", "--count", str(settings.seed_posts), env=env
-            )
-            # Printed at once: a later failure must not swallow a new password.
-            print(f"Admin account: {_manage('admin_ensure', env=env).strip()}")
-            web = web_child(stack, env, account=Account.for_servers("nobody"))
-            web.start(timeout=30)
-            stack_env = _stack_env_write(stack, env)
-            print(
-                f"\nThe site:   {stack.web_url}/\nThe admin:  {stack.web_url}/admin/"
-                f"\nConnection URLs (for psql, tools): {stack_env}\n"
-                f"Logs: {settings.root}/*.log, pgbouncer/, postgres/\n"
-                "Ctrl-C stops everything.",
-                flush=True,
-            )
-            children = [web, stack.pgbouncer.child, stack.postgres.child]
-            while True:
-                for child in children:
-                    if child is not None and child.exited() is not None:
-                        raise StackError(
-                            f"{child.name} stopped unexpectedly (exit "
-                            f"{child.exited()}); see its log: {child.log}. "
-                            "Stopping the rest."
-                        )
-                time.sleep(0.5)
-        except _Stop as stop:
-            print(f"\n{stop}: stopping the web server, PgBouncer, PostgreSQL ...")
-            return 0
-        finally:
-            # A second Ctrl-C must not cut the shutdown short: the servers run in
-            # sessions of their own and would be left running.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
-            try:
-                if web is not None:
-                    web.stop()
-            finally:
-                stack.stop()

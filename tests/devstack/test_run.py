@@ -1,8 +1,10 @@
 """`make run`'s program from the outside: it starts everything, serves the site
-through PgBouncer, stops every process on SIGTERM, and keeps its data."""
+through PgBouncer, stops every process on SIGTERM, and keeps its data; as root,
+from a checkout inside a private (0700) folder too."""
 
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,34 +16,30 @@ import pytest
 
 from devstack.process import port_free, port_pick
 from devstack.stack import PROJECT_DIR
-from tests.fixtures.stack import scratch_dir
+from tests.fixtures.acl import acl_user_ids
 
 pytestmark = pytest.mark.servers
 
 
-def reachable_by_nobody(path: Path) -> bool:
-    if os.geteuid() != 0:
-        return True
-    nobody = pwd.getpwnam("nobody").pw_uid
-    return all(
-        p.stat().st_mode & 0o001 or p.stat().st_uid == nobody
-        for p in [path, *path.parents]
-    )
-
-
 class Run:
-    def __init__(self, root: Path, ports: dict[str, int]):
+    """`python -m devstack` from `cwd`, its data in `root` (None: cwd/.devstack)."""
+
+    def __init__(
+        self, root: Path | None, ports: dict[str, int], *, cwd: Path = PROJECT_DIR
+    ):
         self.root, self.ports = root, ports
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("DJANGO_", "DATABASE_URL", "DIRECT_"))
+            if not k.startswith(("DJANGO_", "DATABASE_URL", "DIRECT_", "DEVSTACK_DIR"))
+            and k != "PYTHONPATH"  # the checkout in cwd is the one that runs
         }
-        env |= {"DEVSTACK_DIR": str(root), "DEVSTACK_SEED_POSTS": "7"}
+        env |= {"DEVSTACK_SEED_POSTS": "7"}
+        env |= {"DEVSTACK_DIR": str(root)} if root is not None else {}
         env |= {k: str(v) for k, v in ports.items()}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devstack"],
-            cwd=PROJECT_DIR,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -71,13 +69,25 @@ class Run:
         return code
 
 
+def assert_all_stopped(ports: dict[str, int], folder: Path) -> None:
+    for port in ports.values():
+        assert port_free("127.0.0.1", port), f"port {port} still in use after stop"
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(folder)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert leftover == [], "processes of the run are still alive"
+
+
+def home_page(ports: dict[str, int]) -> bytes:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{ports['WEB_PORT']}/", timeout=30
+    ) as response:
+        return bytes(response.read())
+
+
 @pytest.fixture
 def ports():
-    """Free ports for a run; skips where the run's web server could not start."""
-    if not reachable_by_nobody(PROJECT_DIR):
-        pytest.skip(
-            f"as root the web server runs as nobody, who cannot reach {PROJECT_DIR}"
-        )
+    """Free ports for a run."""
     return {
         "DEVSTACK_POSTGRES_PORT": port_pick(),
         "DEVSTACK_PGBOUNCER_PORT": port_pick(),
@@ -85,14 +95,13 @@ def ports():
     }
 
 
-def test_run_serves_stops_and_keeps_data(ports):
-    root = scratch_dir("test-run-")
+def test_run_serves_stops_and_keeps_data(ports, scratch):
+    root = scratch("test-run-")
     first = Run(root, ports)
     try:
         output = first.wait_ready()
         assert "password " in output  # the admin's, shown on the first run
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports['WEB_PORT']}/") as r:
-            assert b"Demo post 7" in r.read()
+        assert b"Demo post 7" in home_page(ports)
         with urllib.request.urlopen(
             f"http://127.0.0.1:{ports['WEB_PORT']}/static/admin/css/base.css"
         ) as r:
@@ -112,26 +121,19 @@ def test_run_serves_stops_and_keeps_data(ports):
         # Two signals in a row: the second must not cut the shutdown short.
         first.proc.send_signal(signal.SIGTERM)
         assert first.stop() == 0
-    for port in ports.values():
-        assert port_free("127.0.0.1", port), f"port {port} still in use after stop"
-    leftover = subprocess.run(
-        ["pgrep", "-f", str(root)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert leftover == [], "processes of the run are still alive"
+    assert_all_stopped(ports, root)
 
     second = Run(root, ports)
     try:
         output = second.wait_ready()
         assert "password shown on the first run" in output
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports['WEB_PORT']}/") as r:
-            body = r.read()
-        assert body.count(b"Demo post") == 7  # kept, not seeded again
+        assert home_page(ports).count(b"Demo post") == 7  # kept, not seeded again
     finally:
         assert second.stop() == 0
 
 
-def test_run_stops_everything_when_a_child_dies(ports):
-    root = scratch_dir("test-run-crash-")
+def test_run_stops_everything_when_a_child_dies(ports, scratch):
+    root = scratch("test-run-crash-")
     run = Run(root, ports)
     run.wait_ready()
     pgbouncer = subprocess.run(
@@ -156,10 +158,10 @@ def test_run_stops_everything_when_a_child_dies(ports):
     [
         ("WEB_PORT", "eighty", "WEB_PORT: 'eighty' is not a port number"),
         ("DEVSTACK_POSTGRES_PORT", "70000", "DEVSTACK_POSTGRES_PORT: '70000'"),
-        ("DEVSTACK_SEED_POSTS", "lots", "DEVSTACK_SEED_POSTS: 'lots' is not a count"),
+        ("DEVSTACK_SEED_POSTS", "lots", "DEVSTACK_SEED_POSTS: 'lots' is not a whole"),
     ],
 )
-def test_run_rejects_bad_variables(variable, value, message):
+def test_run_rejects_bad_variables(variable, value, message, scratch):
     result = subprocess.run(
         [sys.executable, "-m", "devstack"],
         cwd=PROJECT_DIR,
@@ -168,7 +170,7 @@ def test_run_rejects_bad_variables(variable, value, message):
         env={
             **os.environ,
             variable: value,
-            "DEVSTACK_DIR": str(scratch_dir("test-run-bad-")),
+            "DEVSTACK_DIR": str(scratch("test-run-bad-")),
         },
         check=False,
         timeout=60,
@@ -178,7 +180,7 @@ def test_run_rejects_bad_variables(variable, value, message):
     assert "Traceback" not in result.stderr
 
 
-def test_run_reports_a_port_in_use():
+def test_run_reports_a_port_in_use(scratch):
     import socket
 
     with socket.socket() as busy:
@@ -193,7 +195,7 @@ def test_run_reports_a_port_in_use():
             env={
                 **os.environ,
                 "WEB_PORT": str(port),
-                "DEVSTACK_DIR": str(scratch_dir("test-run-busy-")),
+                "DEVSTACK_DIR": str(scratch("test-run-busy-")),
             },
             check=False,
             timeout=60,
@@ -201,3 +203,46 @@ def test_run_reports_a_port_in_use():
     assert result.returncode == 1
     assert f"127.0.0.1:{port}: the port is in use" in result.stderr
     assert "WEB_PORT" in result.stderr
+
+
+def tracked_copy(destination: Path) -> None:
+    """The project's tracked files, as they are in the working tree, copied to
+    `destination`: a checkout of its own, without .venv or .devstack."""
+    listed = subprocess.run(
+        ["git", "-C", str(PROJECT_DIR), "ls-files", "-z"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = PROJECT_DIR / name
+        if source.is_file():  # not one deleted in the working tree
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+
+
+def test_run_from_a_checkout_in_a_private_folder(ports, scratch):
+    """A checkout inside a 0700 folder, as one under /root is. As root, the servers'
+    account and the web server's are let through that folder by search-only ACLs,
+    and the run says how to undo them; as anyone else it is the usual run. This
+    venv's python runs the copy (cwd comes first on sys.path with -m)."""
+    private = scratch("test-run-private-", mode=0o700)
+    checkout = private / "house"
+    tracked_copy(checkout)
+    run = Run(None, ports, cwd=checkout)
+    try:
+        output = run.wait_ready()
+        assert f"data in {checkout / '.devstack'}" in output
+        assert b"Demo post 7" in home_page(ports)
+    finally:
+        assert run.stop() == 0
+    assert_all_stopped(ports, private)
+    assert oct(private.stat().st_mode & 0o707) == "0o700"  # no chmod, only ACLs
+    if os.geteuid() == 0:
+        for account in (os.environ.get("DEVSTACK_USER") or "postgres", "nobody"):
+            undo = [line for line in run.lines if f"setfacl -x u:{account} " in line]
+            assert len(undo) == 1, output
+            assert str(private) in undo[0].split("setfacl -x", 1)[1]
+            assert pwd.getpwnam(account).pw_uid in acl_user_ids(private)
+    else:
+        assert "setfacl" not in output

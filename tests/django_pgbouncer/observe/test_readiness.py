@@ -8,43 +8,30 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
-from devstack.process import Account, port_pick, run_checked
-from devstack.stack import PROJECT_DIR, Stack, StackSettings, web_child
-from tests.fixtures.stack import scratch_dir, web_env
+from devstack.ephemeral import ephemeral_stack
+from devstack.process import Account
+from devstack.stack import PROJECT_DIR, web_child
+from tests.fixtures.stack import web_env
 
 pytestmark = pytest.mark.servers
-
-
-def private_stack(prefix, **pgbouncer_variables):
-    """PostgreSQL and PgBouncer of the test's own, started: safe to break."""
-    stack = Stack(
-        StackSettings(
-            root=scratch_dir(prefix),
-            postgres_port=port_pick(),
-            pgbouncer_port=port_pick(),
-            web_port=port_pick(),
-            pgbouncer_variables=pgbouncer_variables,
-        ),
-        durable=False,
-    )
-    stack.start()
-    return stack
 
 
 @pytest.fixture(scope="module")
 def doomed():
     """PostgreSQL, PgBouncer (a pool of 1) and gunicorn of their own, to be broken."""
-    stack = private_stack("test-probes-", DEFAULT_POOL_SIZE="1")
-    web = web_child(stack, web_env(stack), account=Account())
-    web.start()
-    yield stack
-    web.stop()
-    stack.stop()
+    with ephemeral_stack(
+        "test-probes-", pgbouncer_variables={"DEFAULT_POOL_SIZE": "1"}
+    ) as stack:
+        web = web_child(stack, web_env(stack), account=Account())
+        web.start()
+        try:
+            yield stack
+        finally:
+            web.stop()
 
 
 def get(url):
@@ -162,46 +149,3 @@ def test_not_configured_is_a_state_not_an_error(stack, django_db_setup):
     report = json.loads(result.stdout)
     assert result.returncode == 0
     assert (report["status"], report["console"]) == ("ready", "not configured")
-
-
-def test_a_pgbouncer_restart_costs_no_failed_request():
-    """Kept connections without Django's health check: after PgBouncer restarts,
-    every gunicorn thread's connection is dead, and guard.stale replaces
-    each before its request uses it."""
-    stack = private_stack("test-restart-")
-    env = {
-        **web_env(stack),
-        "CONN_HEALTH_CHECKS": "0",
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "4",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
-    web = web_child(stack, env, account=Account())
-    try:
-        run_checked(
-            [sys.executable, str(PROJECT_DIR / "manage.py"), "migrate", "-v", "0"],
-            what="migrate",
-            env=env,
-        )
-        web.start()
-
-        def statuses(count):
-            codes = []
-            for _ in range(count):
-                try:
-                    with urllib.request.urlopen(stack.web_url + "/", timeout=15) as r:
-                        codes.append(r.status)
-                except urllib.error.HTTPError as error:
-                    codes.append(error.code)
-            return codes
-
-        with ThreadPoolExecutor(4) as pool:  # every thread holds a connection
-            assert list(pool.map(lambda _: statuses(3), range(4))) == [[200] * 3] * 4
-        stack.pgbouncer.stop()
-        stack.pgbouncer.start()
-        with ThreadPoolExecutor(4) as pool:
-            after = list(pool.map(lambda _: statuses(3), range(4)))
-        assert after == [[200] * 3] * 4
-    finally:
-        web.stop()
-        stack.stop()

@@ -7,11 +7,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devstack.pgbouncer import PgBouncer, PgBouncerSetup
-from devstack.process import port_pick
+from devstack.ephemeral import ephemeral_pgbouncer
 from django_pgbouncer import ConfigError
 from django_pgbouncer.render import pgbouncer_files_write, pgbouncer_version_detect
-from tests.fixtures.stack import scratch_dir
 
 pytestmark = pytest.mark.servers
 
@@ -46,18 +44,8 @@ def test_tricky_password_logs_in_through_pgbouncer(stack, superuser_conn, case):
         )
     )
     upstream = stack.direct_url.with_(user=role, password=password)
-    workdir = scratch_dir("test-bouncer-")
-    stack.account.own(workdir)
-    bouncer = PgBouncer(
-        PgBouncerSetup(
-            workdir=workdir,
-            port=port_pick(),
-            account=stack.account,
-            variables={"POSTGRES_DATABASE_URL": upstream.url()},
-        )
-    )
-    bouncer.start()
-    try:
+    with ephemeral_pgbouncer(stack, "test-bouncer-", upstream=upstream) as bouncer:
+        workdir = bouncer.config.workdir
         ini = (workdir / "pgbouncer.ini").read_text()
         userlist = (workdir / "userlist.txt").read_text()
         assert password not in ini
@@ -67,8 +55,6 @@ def test_tricky_password_logs_in_through_pgbouncer(stack, superuser_conn, case):
             with psycopg.connect(through.url()) as conn:
                 row = conn.execute("SELECT current_user, inet_server_port()").fetchone()
             assert row == (role, stack.settings.postgres_port)
-    finally:
-        bouncer.stop()
 
 
 def test_files_are_private(renderer_url, tmp_path):
