@@ -50,7 +50,8 @@ POSTGRES_CONNECTIONS = 97
 VARIABLE_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
 _NAME = r"""["']([A-Z][A-Z0-9_]*)["']"""
 ENV_READS = (
-    re.compile(rf"\benv_(?:str|bool|int|list)\(\s*{_NAME}"),
+    # env_int("NAME", ...) in config/, env_int(env, "NAME", ...) in the app
+    re.compile(rf"\benv_(?:str|bool|int|list|port)\(\s*(?:\w+,\s*)?{_NAME}"),
     re.compile(rf"\b(?:os\.environ|env)\.get\(\s*{_NAME}"),
     re.compile(rf"\b(?:os\.environ|env)\[\s*{_NAME}\s*\]"),
     re.compile(rf"\bos\.getenv\(\s*{_NAME}"),
@@ -387,7 +388,7 @@ def test_admin_console_url_is_a_pgbouncer_admin():
 def test_scanner_sees_each_kind_of_read():
     assert {
         "DJANGO_SECRET_KEY",  # env_str("...") in settings
-        "WEB_PORT",  # os.environ.get('...') in gunicorn.py
+        "WEB_PORT",  # env_port("...") in gunicorn.py
         "PGBOUNCER_VERSION",  # os.environ.get("...") in the command
         "POSTGRES_DATABASE_URL",  # env.get("...") in the renderer
         "DB_HOST",  # env["..."] in the renderer
