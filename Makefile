@@ -19,8 +19,11 @@ bootstrap-dev:
 	@devstack/bootstrap.sh dev
 
 # Load benchmarks (never part of make test): every way to pool, side by side.
+# bench writes bench/results/latest.* and then bench/README.md from the results;
+# bench-quick writes bench/results/quick.* only.
 bench: bootstrap-dev
 	$(PY) -m bench.harness
+	$(PY) -m bench.readme
 
 bench-quick: bootstrap-dev
 	$(PY) -m bench.harness --quick

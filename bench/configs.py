@@ -39,12 +39,6 @@ def environ_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: environ[key] for key in PASSTHROUGH if key in environ}
 
 
-def production_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
-    """What `make run` hands gunicorn: the very function devstack.stack.run() uses,
-    from an environment that sets none of the site's variables."""
-    return run_env(stack, environ)
-
-
 def bench_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
     """The common ground of configurations 1-5 and 7."""
     return {
@@ -75,55 +69,29 @@ def configurations(
 
 def _seven(stack: Stack, environ: Mapping[str, str]) -> list[Configuration]:
     base = bench_env(stack, environ_passthrough(environ))
-    direct = {"DATABASE_URL": stack.direct_url.url(), "POOL_MODE": "session"}
+    direct = {**base, "DATABASE_URL": stack.direct_url.url(), "POOL_MODE": "session"}
+    native = {"DJANGO_SETTINGS_MODULE": "bench.settings_native_pool"}
+    ceiling = {"DJANGO_SETTINGS_MODULE": "bench.settings_ceiling"}
+    # What `make run` hands gunicorn, from an environment that sets none of the
+    # site's variables: the defaults themselves.
+    ours = run_env(stack, environ_passthrough(environ))
+    table = [
+        ("seed: runserver, CONN_MAX_AGE=0, PgBouncer", RUNSERVER,
+         {**base, "DJANGO_DEBUG": "1", "CONN_MAX_AGE": "0"}),
+        ("gunicorn, direct, CONN_MAX_AGE=0", GUNICORN,
+         {**direct, "CONN_MAX_AGE": "0"}),
+        ("gunicorn, direct, CONN_MAX_AGE=600", GUNICORN,
+         {**direct, "CONN_MAX_AGE": "600"}),
+        ("gunicorn, direct, native psycopg pool", GUNICORN,
+         {**direct, "CONN_MAX_AGE": "0", **native}),
+        ("gunicorn, PgBouncer, CONN_MAX_AGE=0", GUNICORN,
+         {**base, "CONN_MAX_AGE": "0"}),
+        ("ours: make run's defaults, PgBouncer", GUNICORN, ours),
+        ("ceiling: rows in memory, no database", GUNICORN, {**base, **ceiling}),
+    ]  # fmt: skip
     return [
-        Configuration(
-            "1",
-            "seed: runserver, CONN_MAX_AGE=0, PgBouncer",
-            RUNSERVER,
-            {**base, "DJANGO_DEBUG": "1", "CONN_MAX_AGE": "0"},
-        ),
-        Configuration(
-            "2",
-            "gunicorn, direct, CONN_MAX_AGE=0",
-            GUNICORN,
-            {**base, **direct, "CONN_MAX_AGE": "0"},
-        ),
-        Configuration(
-            "3",
-            "gunicorn, direct, CONN_MAX_AGE=600",
-            GUNICORN,
-            {**base, **direct, "CONN_MAX_AGE": "600"},
-        ),
-        Configuration(
-            "4",
-            "gunicorn, direct, native psycopg pool",
-            GUNICORN,
-            {
-                **base,
-                **direct,
-                "CONN_MAX_AGE": "0",
-                "DJANGO_SETTINGS_MODULE": "bench.settings_native_pool",
-            },
-        ),
-        Configuration(
-            "5",
-            "gunicorn, PgBouncer, CONN_MAX_AGE=0",
-            GUNICORN,
-            {**base, "CONN_MAX_AGE": "0"},
-        ),
-        Configuration(
-            "6",
-            "ours: make run's defaults, PgBouncer",
-            GUNICORN,
-            production_env(stack, environ_passthrough(environ)),
-        ),
-        Configuration(
-            "7",
-            "ceiling: rows in memory, no database",
-            GUNICORN,
-            {**base, "DJANGO_SETTINGS_MODULE": "bench.settings_ceiling"},
-        ),
+        Configuration(str(key), name, server, env)
+        for key, (name, server, env) in enumerate(table, start=1)
     ]
 
 
@@ -137,8 +105,8 @@ def variant_parse(text: str) -> tuple[str, str, dict[str, str]]:
     if not sep or not label.strip() or any(len(p) != 2 for p in pairs):
         raise ValueError(
             f"--variant {text!r}: write it as '[BASE/]label:KEY=VALUE,KEY=VALUE', "
-            "e.g. 'no health checks:CONN_HEALTH_CHECKS=0' (of configuration 6) or "
-            "'3/no health checks:CONN_HEALTH_CHECKS=0' (of configuration 3)"
+            "e.g. 'health checks:CONN_HEALTH_CHECKS=1' (of configuration 6) or "
+            "'3/health checks:CONN_HEALTH_CHECKS=1' (of configuration 3)"
         )
     return base.strip(), label.strip(), {k.strip(): v.strip() for k, v in pairs}
 

@@ -1,10 +1,11 @@
 """The load benchmark: seven ways to serve the site's pages, measured alike.
 
-One private PostgreSQL + PgBouncer (devstack's Stack) is started once; each
+One private PostgreSQL + PgBouncer (devstack.ephemeral) is started once; each
 configuration (bench.configs) starts its web server on it in turn, interleaved in
 rounds, and wrk loads the list and a detail page at each client count. Also pgbench
 direct versus through PgBouncer, and the runtime guard's cost (bench.guard_cost).
-Results: bench/results/latest.{json,md,png} (--name for another name).
+Results: bench/results/latest.{json,md,png}; --quick writes quick.* (bench.plan).
+bench/README.md is made from the result files by bench.readme.
 
     .venv/bin/python -m bench.harness [--quick] [--rounds N] [--seconds S]
         [--clients 16,256,1000] [--pages list,detail] [--configs 1,3,6]
@@ -17,23 +18,23 @@ e.g. GUNICORN_CMD_ARGS=--reuse-port); --render rebuilds NAME.md/.png from NAME.j
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
 import shlex
 import shutil
 import sys
-import tempfile
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from devstack.process import Child, port_pick, run_checked
-from devstack.stack import APP_DB, PROJECT_DIR, Stack, StackSettings
+from devstack.ephemeral import ephemeral_stack
+from devstack.process import Child, run_checked
+from devstack.stack import APP_DB, PROJECT_DIR, Stack
 
 from . import configs as cfg
 from . import report
@@ -46,101 +47,21 @@ from .measure import (
     wrk_run,
 )
 from .pgbench import pgbench_prepare, pgbench_rounds
+from .plan import LATEST, WARMUP_SECONDS, Plan, plan_parse
 from .stackinfo import (
     machine_describe,
     pool_size,
     server_connections_reset,
+    source_describe,
     versions_describe,
 )
 from .targets import targets_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED_POSTS = 200
-WARMUP_SECONDS = 2
 # configurations 1 and 5 open one PgBouncer client connection per request and
 # runserver one thread per wrk connection: 1000 clients need more than the default 100.
 PGBOUNCER_VARIABLES = {"MAX_CLIENT_CONN": "2000"}
-
-
-@dataclass(frozen=True)
-class Plan:
-    rounds: int
-    seconds: int
-    clients: tuple[int, ...]
-    pages: tuple[str, ...]
-    quick: bool
-    only: tuple[str, ...] = ()
-    variants: tuple[tuple[str, str, dict[str, str]], ...] = field(default=())
-    # Variables set in every configuration (a proposed default, measured alike).
-    everywhere: tuple[tuple[str, str], ...] = field(default=())
-    name: str = "latest"  # results/<name>.{json,md,png}
-    render_only: bool = False
-
-    def estimate_minutes(self, configurations: int) -> float:
-        per_run = self.seconds + WARMUP_SECONDS + 0.5
-        runs = self.rounds * configurations * len(self.pages) * len(self.clients)
-        return (runs * per_run + self.rounds * configurations * 4) / 60
-
-
-def plan_parse(argv: list[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(prog="python -m bench.harness")
-    parser.add_argument("--quick", action="store_true", help="1 round, 16 clients")
-    parser.add_argument("--rounds", type=int, help="default 3 (--quick: 1)")
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--clients", default="16,256,1000")
-    parser.add_argument("--pages", default="list,detail", help="list, detail or both")
-    parser.add_argument("--configs", default="", help="keys to run, e.g. 1,3,6")
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="a configuration (default 6) with variables changed: "
-        "'[BASE/]label:KEY=VALUE,...'",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        help="KEY=VALUE for every configuration, e.g. GUNICORN_CMD_ARGS=--reuse-port",
-    )
-    parser.add_argument("--name", default="latest", help="results/NAME.{json,md,png}")
-    parser.add_argument(
-        "--render",
-        action="store_true",
-        help="rebuild results/NAME.{md,png} from results/NAME.json; no load",
-    )
-    args = parser.parse_args(argv)
-    if not args.name.replace("-", "").replace("_", "").isalnum():
-        parser.error("--name takes letters, digits, - and _")
-    rounds = args.rounds or (1 if args.quick else 3)
-    split = [item.partition("=") for item in args.set]
-    if any(not key or not sep for key, sep, _ in split):
-        parser.error("--set takes KEY=VALUE")
-    everywhere = tuple((key, value) for key, _, value in split)
-    clients = tuple(int(c) for c in args.clients.split(",") if c.strip())
-    if rounds < 1 or args.seconds < 1 or not clients:
-        parser.error("--rounds, --seconds and --clients need positive numbers")
-    try:
-        variants = tuple(cfg.variant_parse(v) for v in args.variant)
-    except ValueError as error:
-        parser.error(str(error))
-    only = tuple(k.strip() for k in args.configs.split(",") if k.strip())
-    pages = tuple(p.strip() for p in args.pages.split(",") if p.strip())
-    if not pages or not set(pages) <= {"list", "detail"}:
-        parser.error("--pages takes list, detail, or list,detail")
-    pages = ("list",) if args.quick else pages
-    return Plan(
-        rounds=rounds,
-        seconds=args.seconds,
-        clients=(16,) if args.quick else clients,
-        pages=pages,
-        quick=args.quick,
-        only=only,
-        variants=variants,
-        everywhere=everywhere,
-        name=args.name,
-        render_only=args.render,
-    )
 
 
 def nofile_raise(needed: int) -> int:
@@ -158,16 +79,11 @@ def nofile_raise(needed: int) -> int:
     return soft
 
 
-def stack_make(root: Path) -> Stack:
-    settings = StackSettings(
-        root=root,
-        postgres_port=port_pick(),
-        pgbouncer_port=port_pick(),
-        web_port=port_pick(),
-        seed_posts=SEED_POSTS,
-        pgbouncer_variables=PGBOUNCER_VARIABLES,
+def bench_stack(prefix: str) -> AbstractContextManager[Stack]:
+    """A started stack of its own (devstack.ephemeral), gone after the block."""
+    return ephemeral_stack(
+        prefix, pgbouncer_variables=PGBOUNCER_VARIABLES, seed_posts=SEED_POSTS
     )
-    return Stack(settings, durable=False)
 
 
 def site_prepare(stack: Stack, env: dict[str, str]) -> str:
@@ -267,16 +183,11 @@ def web_rounds(
 
 
 def guard_measure() -> dict[str, Any]:
-    """bench.guard_cost's two measurements, in a process of their own: they set
-    up Django and start a stack of their own."""
-    code = (
-        "import json\n"
-        "from bench.guard_cost import classifier_ns, through_pgbouncer\n"
-        "print(json.dumps({'classifier_ns': classifier_ns(),"
-        " 'through_pgbouncer_us': through_pgbouncer(5, 2000)}))\n"
-    )
+    """bench.guard_cost's two measurements, in a process of their own: it sets up
+    Django and starts a stack of its own."""
     env = {**cfg.environ_passthrough(os.environ), "PYTHONPATH": str(PROJECT_DIR)}
-    out = run_checked([sys.executable, "-c", code], what="bench.guard_cost", env=env)
+    argv = [sys.executable, "-m", "bench.guard_cost", "--json"]
+    out = run_checked(argv, what="bench.guard_cost", env=env)
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -287,8 +198,10 @@ def context_describe(plan: Plan, stack: Stack, detail: str) -> dict[str, Any]:
             [".venv/bin/python", "-m", "bench.harness", *sys.argv[1:]]
         ),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "commit": source_describe(),
         "machine": machine_describe(),
         "versions": versions_describe(stack),
+        "quick": plan.quick,
         "seconds": plan.seconds,
         "rounds": plan.rounds,
         "clients": list(plan.clients),
@@ -330,7 +243,6 @@ class Measured:
 
 
 def measure_all(plan: Plan, stack: Stack, got: Measured) -> None:
-    stack.start()
     detail = site_prepare(stack, cfg.bench_env(stack, os.environ))
     pages = {"list": "/", "detail": detail}
     pages = {name: pages[name] for name in plan.pages}
@@ -351,7 +263,8 @@ def measure_all(plan: Plan, stack: Stack, got: Measured) -> None:
 
 def results_publish(plan: Plan, got: Measured, guard: dict[str, Any] | None) -> str:
     cells = report.summaries(got.runs)
-    verdicts = targets_evaluate(cells, pool=got.pool, quick=plan.quick)
+    quick = bool(got.context.get("quick", plan.quick))
+    verdicts = targets_evaluate(cells, pool=got.pool, quick=quick)
     md = report.markdown(
         cells=cells,
         targets=verdicts,
@@ -377,19 +290,30 @@ def render(plan: Plan) -> str:
     data = json.loads((RESULTS / f"{plan.name}.json").read_text())
     data["context"].setdefault("pool", data["pool"])
     got = Measured(
-        runs=[
-            report.Run(**{**r, "split": tuple(r.get("split", ()))})
-            for r in data["runs"]
-        ],
+        runs=report.runs_load(data),
         pool=data["pool"],
         context=data["context"],
         pgbench=data["pgbench"],
     )
-    got.chosen = []
     for label, overrides in data["configurations"].items():
         key, _, name = label.partition(". ")
         got.chosen.append(cfg.Configuration(key, name, "", {}, overrides))
     return results_publish(plan, got, data["guard_cost"])
+
+
+def load_run(plan: Plan) -> Measured:
+    """Start a stack of its own, measure, stop it; on failure keep what was
+    measured in NAME-partial.json."""
+    got = Measured()
+    try:
+        with bench_stack("bench-harness-") as stack:
+            measure_all(plan, stack, got)
+    except BaseException:
+        partial = RESULTS / f"{plan.name}-partial.json"
+        partial.write_text(json.dumps(report.as_json(got.runs, []), indent=2))
+        print(f"failed: {len(got.runs)} runs kept in {partial}", file=sys.stderr)
+        raise
+    return got
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,24 +322,13 @@ def main(argv: list[str] | None = None) -> int:
         print(render(plan))
         return 0
     if not shutil.which("wrk"):
-        sys.exit("wrk is not installed: apt-get install wrk")
+        sys.exit("wrk is not installed: apt-get install wrk (make bootstrap-dev)")
     nofile_raise(3 * max(plan.clients) + 200)
-    root = Path(tempfile.mkdtemp(prefix="bench-harness-"))
-    root.chmod(0o755)  # the servers' account must reach it
-    stack = stack_make(root)
-    got = Measured()
-    try:
-        measure_all(plan, stack, got)
-    except BaseException:
-        partial = RESULTS / f"{plan.name}-partial.json"
-        partial.write_text(json.dumps(report.as_json(got.runs, []), indent=2))
-        print(f"failed: {len(got.runs)} runs kept in {partial}; logs in {root}")
-        raise
-    finally:
-        stack.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    got = load_run(plan)
     guard = guard_measure() if not plan.quick else None
     print(results_publish(plan, got, guard))
+    if plan.name == LATEST:
+        print("bench/README.md is made from it by .venv/bin/python -m bench.readme")
     return 0
 
 

@@ -1,7 +1,7 @@
-"""What bench.harness measures, and how: wrk and pgbench runs parsed into numbers,
-the peak of PostgreSQL's backends, and the CPU time of the database servers.
+"""What bench.harness measures, and how: wrk runs parsed into numbers, the peak of
+PostgreSQL's backends, and the CPU time of the database servers.
 
-Pure parsers (`wrk_parse`, `pgbench_parse`) and thin wrappers around processes.
+A pure parser (`wrk_parse`) and thin wrappers around processes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -95,10 +94,10 @@ def wrk_run(url: str, *, clients: int, seconds: int) -> WrkResult:
     return wrk_parse(result.stdout)
 
 
-def server_drain(host: str, port: int, path: str, *, deadline: float = 120.0) -> float:
+def server_drain(host: str, port: int, path: str, *, deadline: float = 120.0) -> None:
     """Wait until the server has worked off the requests wrk left queued (gunicorn
     still answers them after their clients are gone): until three probes in a row
-    come back fast. Returns the seconds it took."""
+    come back fast, or `deadline` seconds."""
     start = time.monotonic()
     fast = 0
     while fast < 3 and time.monotonic() - start < deadline:
@@ -112,7 +111,6 @@ def server_drain(host: str, port: int, path: str, *, deadline: float = 120.0) ->
         finally:
             conn.close()
         fast = fast + 1 if time.monotonic() - sent < 0.3 else 0
-    return time.monotonic() - start
 
 
 def connections_per_process(port: int) -> dict[int, int]:
@@ -168,7 +166,6 @@ class PeakBackends:
     def __init__(self, superuser_url: str, dbname: str, interval: float = 0.1) -> None:
         self.url, self.dbname, self.interval = superuser_url, dbname, interval
         self.peak = 0
-        self.samples = 0
         self._stop = threading.Event()
         self._conn: psycopg.Connection[tuple[int]] | None = None
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -178,7 +175,6 @@ class PeakBackends:
         while not self._stop.is_set():
             row = self._conn.execute(_BACKENDS, [self.dbname]).fetchone()
             self.peak = max(self.peak, int(row[0]) if row else 0)
-            self.samples += 1
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakBackends:
@@ -237,56 +233,3 @@ def cluster_cpu_seconds(postmaster: int) -> float:
     return process_cpu_seconds(postmaster, reaped_children=True) + sum(
         process_cpu_seconds(pid) for pid in children_of(postmaster)
     )
-
-
-# --- pgbench ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PgbenchResult:
-    tps: float
-    latency_ms: float | None
-
-
-def pgbench_parse(out: str) -> PgbenchResult:
-    tps = re.search(r"^tps = ([\d.]+)", out, re.MULTILINE)
-    if not tps:
-        raise ValueError(f"pgbench printed no tps:\n{out}")
-    latency = re.search(r"^latency average = ([\d.]+) ms", out, re.MULTILINE)
-    return PgbenchResult(
-        tps=float(tps.group(1)),
-        latency_ms=float(latency.group(1)) if latency else None,
-    )
-
-
-def pgbench_env(
-    *, host: str, port: int, user: str, password: str, db: str
-) -> dict[str, str]:
-    """libpq's variables: the password stays out of the process list."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PGHOST": host,
-        "PGPORT": str(port),
-        "PGUSER": user,
-        "PGPASSWORD": password,
-        "PGDATABASE": db,
-    }
-
-
-def pgbench_run(
-    pgbench: Path, env: Mapping[str, str], args: Sequence[str], *, seconds: int
-) -> str:
-    result = subprocess.run(
-        [str(pgbench), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(env),
-        timeout=seconds + 120,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"pgbench {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout}{result.stderr}"
-        )
-    return result.stdout

@@ -4,6 +4,12 @@ saves, with no Django in the way."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,11 +17,65 @@ from psycopg import sql
 
 from devstack.stack import APP_USER, Stack
 
-from .measure import pgbench_env, pgbench_parse, pgbench_run
-
 # A database of its own: the site's tables stay as the seed left them.
 PGBENCH_DB = "bench_pgbench"
 CLIENTS, THREADS = 16, 2
+
+
+@dataclass(frozen=True)
+class PgbenchResult:
+    tps: float
+    latency_ms: float | None
+    # pgbench 15+ counts failed transactions apart (and leaves them out of tps).
+    failed: int = 0
+
+
+def pgbench_parse(out: str) -> PgbenchResult:
+    """The numbers in pgbench's report. Before pgbench 14 it printed two tps
+    lines, with and without connection time: the first, with it, is taken."""
+    tps = re.search(r"^tps = (\d+(?:\.\d+)?) ", out, re.MULTILINE)
+    if not tps:
+        raise ValueError(f"pgbench printed no tps:\n{out}")
+    latency = re.search(r"^latency average = (\d+(?:\.\d+)?) ms$", out, re.MULTILINE)
+    failed = re.search(r"^number of failed transactions: (\d+) ", out, re.MULTILINE)
+    return PgbenchResult(
+        tps=float(tps.group(1)),
+        latency_ms=float(latency.group(1)) if latency else None,
+        failed=int(failed.group(1)) if failed else 0,
+    )
+
+
+def pgbench_env(
+    *, host: str, port: int, user: str, password: str, db: str
+) -> dict[str, str]:
+    """libpq's variables: the password stays out of the process list."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PGHOST": host,
+        "PGPORT": str(port),
+        "PGUSER": user,
+        "PGPASSWORD": password,
+        "PGDATABASE": db,
+    }
+
+
+def pgbench_run(
+    pgbench: Path, env: Mapping[str, str], args: Sequence[str], *, seconds: int
+) -> str:
+    result = subprocess.run(
+        [str(pgbench), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(env),
+        timeout=seconds + 120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"pgbench {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return result.stdout
 
 
 def pgbench_prepare(stack: Stack) -> None:
@@ -53,14 +113,12 @@ def pgbench_rounds(
     stack: Stack, *, rounds: int, seconds: int
 ) -> dict[str, list[dict[str, Any]]]:
     """The four ways, interleaved in rounds, as the site's role."""
-    ways = {
-        "direct": (stack.settings.postgres_port, []),
-        "through PgBouncer": (stack.settings.pgbouncer_port, []),
-        "direct, -C (a connection per transaction)": (
-            stack.settings.postgres_port,
-            ["-C"],
-        ),
-        "through PgBouncer, -C": (stack.settings.pgbouncer_port, ["-C"]),
+    direct, bouncer = stack.settings.postgres_port, stack.settings.pgbouncer_port
+    ways: dict[str, tuple[int, list[str]]] = {
+        "direct": (direct, []),
+        "through PgBouncer": (bouncer, []),
+        "direct, -C (a connection per transaction)": (direct, ["-C"]),
+        "through PgBouncer, -C": (bouncer, ["-C"]),
     }
     app = stack.direct_url
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in ways}
@@ -76,5 +134,11 @@ def pgbench_rounds(
                 stack.postgres.bindir / "pgbench", env, args, seconds=seconds
             )
             parsed = pgbench_parse(out)
-            results[name].append({"tps": parsed.tps, "latency_ms": parsed.latency_ms})
+            results[name].append(
+                {
+                    "tps": parsed.tps,
+                    "latency_ms": parsed.latency_ms,
+                    "failed": parsed.failed,
+                }
+            )
     return results

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from devstack.stack import Stack
 
 from . import configs as cfg
-from .harness import RESULTS, site_prepare, stack_make
+from .harness import RESULTS, bench_stack, site_prepare
 from .measure import (
     children_of,
     cluster_cpu_seconds,
@@ -88,7 +87,6 @@ NEEDLES = {
     "database (execute/fetch/connect)": "django/db/backends",
     "psycopg connect": "Connection.connect (",
     "health check (is_usable)": "is_usable (",
-    "paginator count": "Paginator.count (",
     "queryset evaluation (_fetch_all)": "QuerySet._fetch_all (",
     "request_started/finished signals": "Signal.send (",
     "template rendering": "django/template/",
@@ -106,40 +104,35 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE")
     parser.add_argument("--gil", action="store_true", help="sample GIL holders only")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    root.chmod(0o755)
-    stack = stack_make(root)
-    lines: list[str] = []
-    try:
-        stack.start()
-        detail = site_prepare(stack, cfg.bench_env(stack, os.environ))
-        (config,) = [
-            c for c in cfg.configurations(stack, os.environ) if c.key == args.config
-        ]
-        extra = dict(item.split("=", 1) for item in args.set)
-        config = cfg.Configuration(
-            config.key, config.name, config.server, {**config.env, **extra}, extra
-        )
-        url = stack.web_url + ("/" if args.page == "list" else detail)
-        web = cfg.server_child(stack, config)
-        try:
-            web.start(timeout=60)
-            lines = profile(stack, web.process.pid if web.process else 0, url, args)
-            lines.insert(
-                0,
-                f"{config.label} {extra or ''}, {args.page} page, {args.clients} "
-                f"clients, py-spy {'--gil' if args.gil else '(active threads)'}",
-            )
-        finally:
-            web.stop()
-    finally:
-        stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with bench_stack("bench-profile-") as stack:
+        lines = config_profile(stack, args)
     text = "\n".join(lines) + "\n"
     suffix = "-gil" if args.gil else ""
     (RESULTS / f"profile-{args.config}{suffix}.txt").write_text(text)
     print(text)
     return 0
+
+
+def config_profile(stack: Stack, args: argparse.Namespace) -> list[str]:
+    """Start the configuration asked for, profile it under load, stop it."""
+    detail = site_prepare(stack, cfg.bench_env(stack, os.environ))
+    (config,) = [
+        c for c in cfg.configurations(stack, os.environ) if c.key == args.config
+    ]
+    extra = dict(item.split("=", 1) for item in args.set)
+    config = cfg.Configuration(
+        config.key, config.name, config.server, {**config.env, **extra}, extra
+    )
+    url = stack.web_url + ("/" if args.page == "list" else detail)
+    web = cfg.server_child(stack, config)
+    try:
+        web.start(timeout=60)
+        lines = profile(stack, web.process.pid if web.process else 0, url, args)
+    finally:
+        web.stop()
+    mode = "--gil" if args.gil else "(active threads)"
+    header = f"{config.label} {extra or ''}, {args.page} page, {args.clients} clients"
+    return [f"{header}, py-spy {mode}", *lines]
 
 
 def profile(stack: Stack, master: int, url: str, args: argparse.Namespace) -> list[str]:
@@ -170,9 +163,8 @@ def profile(stack: Stack, master: int, url: str, args: argparse.Namespace) -> li
     ]
     for spy in spies:
         spy.start()
-    for spy in spies:
-        spy.join()
-    load.join()
+    for thread in [*spies, load]:
+        thread.join()
     wall = args.seconds
     lines = [
         f"wrk: {result['wrk']}",
@@ -185,6 +177,12 @@ def profile(stack: Stack, master: int, url: str, args: argparse.Namespace) -> li
             lines.append(f"  {name} {pid}: {used:.1f} s")
     lines.append(f"  PgBouncer: {process_cpu_seconds(bouncer) - cpu0[0]:.1f} s")
     lines.append(f"  PostgreSQL: {cluster_cpu_seconds(postmaster) - cpu0[1]:.1f} s")
+    return lines + _samples_describe(folded)
+
+
+def _samples_describe(folded: dict[int, str]) -> list[str]:
+    """Per worker: samples through the frames of NEEDLES, and the top leaves."""
+    lines = []
     for pid, text in folded.items():
         lines.append(f"worker {pid}: samples through (inclusive):")
         for name, count in frames_including(text, NEEDLES).items():

@@ -90,6 +90,11 @@ def summaries(runs: Sequence[Run]) -> list[Summary]:
     return out
 
 
+def rps_text(s: Summary) -> str:
+    """`835 (435..881)`: the median req/s of the rounds, and their range."""
+    return f"{s.rps_median:,.0f} ({s.rps_min:,.0f}..{s.rps_max:,.0f})"
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
@@ -111,8 +116,7 @@ def web_table(cells: Sequence[Summary]) -> str:
     ]
     for s in cells:
         lines.append(
-            f"| {s.config} | {s.page} | {s.clients} | {s.rps_median:,.0f} "
-            f"({s.rps_min:,.0f}..{s.rps_max:,.0f}) | {_ms(s.p50_ms)} "
+            f"| {s.config} | {s.page} | {s.clients} | {rps_text(s)} | {_ms(s.p50_ms)} "
             f"| {_ms(s.p99_ms)} | {_errors(s)} | {s.peak_pg} "
             f"| {s.cpu_pgbouncer_s:.1f} s | {s.cpu_postgres_s:.1f} s "
             f"| {', '.join(s.splits)} |"
@@ -128,9 +132,12 @@ def pgbench_table(results: dict[str, list[dict[str, Any]]]) -> str:
     for name, runs in results.items():
         tps = [r["tps"] for r in runs]
         latency = _median([r["latency_ms"] for r in runs])
+        # Older result files predate the count of failed transactions.
+        failed = sum(r.get("failed", 0) for r in runs)
         lines.append(
             f"| {name} | {statistics.median(tps):,.0f} ({min(tps):,.0f}.."
-            f"{max(tps):,.0f}) | {_ms(latency)} |"
+            f"{max(tps):,.0f}){f', {failed} failed' if failed else ''} "
+            f"| {_ms(latency)} |"
         )
     return "\n".join(lines)
 
@@ -163,19 +170,18 @@ def _pool_line(context: dict[str, Any]) -> str:
     return line
 
 
-def markdown(
-    *,
-    cells: Sequence[Summary],
-    targets: Sequence[str],
-    pgbench: dict[str, list[dict[str, Any]]] | None,
-    guard: dict[str, Any] | None,
-    context: dict[str, Any],
-) -> str:
-    parts = [
-        "# Load benchmark: Django behind PgBouncer",
-        "",
+def _source_line(context: dict[str, Any]) -> str:
+    commit = context.get("commit")
+    if not commit:
+        return ""
+    return f" Code: commit {commit}."
+
+
+def conditions(context: dict[str, Any]) -> list[str]:
+    """The paragraphs that say how a result file was measured."""
+    return [
         f"`{context['command']}` on {context['date']}; {context['machine']}; "
-        f"{context['versions']}.",
+        f"{context['versions']}.{_source_line(context)}",
         "",
         f"wrk -t2 --timeout 10s --latency, {context['seconds']} s per run after a "
         f"2 s warm-up, {context['rounds']} round(s), configurations interleaved. "
@@ -188,6 +194,21 @@ def markdown(
         f"`{context['detail_path']}`.",
         "",
         _pool_line(context),
+    ]
+
+
+def markdown(
+    *,
+    cells: Sequence[Summary],
+    targets: Sequence[str],
+    pgbench: dict[str, list[dict[str, Any]]] | None,
+    guard: dict[str, Any] | None,
+    context: dict[str, Any],
+) -> str:
+    parts = [
+        "# Load benchmark: Django behind PgBouncer",
+        "",
+        *conditions(context),
         "",
         web_table(cells),
         "",
@@ -247,3 +268,9 @@ def as_json(runs: Sequence[Run], cells: Sequence[Summary]) -> dict[str, Any]:
         "runs": [asdict(r) for r in runs],
         "medians": [asdict(s) for s in cells],
     }
+
+
+def runs_load(data: dict[str, Any]) -> list[Run]:
+    """The runs of a result file (JSON keeps the split as a list; older files
+    may have none)."""
+    return [Run(**{**r, "split": tuple(r.get("split", ()))}) for r in data["runs"]]

@@ -1,5 +1,6 @@
 """What bench.harness asks the stack and the machine: PgBouncer's pool size, a
-clean slate of server connections between configurations, and versions."""
+clean slate of server connections between configurations, versions, and the
+commit measured."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from devstack.stack import APP_DB, Stack
+from devstack.stack import APP_DB, PROJECT_DIR, Stack
 from django_pgbouncer.observe.console import console_show
 
 from .measure import WRK, backends_count
@@ -33,10 +34,10 @@ def pool_size(stack: Stack) -> dict[str, int]:
     }
 
 
-def server_connections_reset(stack: Stack, timeout: float = 15.0) -> int:
+def server_connections_reset(stack: Stack, timeout: float = 15.0) -> None:
     """Close PgBouncer's idle server connections to the site's database and wait
-    for the last backend to go, so each configuration's peak is its own (they
-    would stay server_idle_timeout, 600 s by default). Returns what is left."""
+    (up to `timeout`) for the last backend to go, so each configuration's peak is
+    its own (they would stay server_idle_timeout, 600 s by default)."""
     with psycopg.connect(stack.admin_console_url.url(), autocommit=True) as conn:
         conn.execute(f"RECONNECT {APP_DB}", prepare=False)
     superuser = stack.postgres.config.superuser_url().url()
@@ -45,7 +46,6 @@ def server_connections_reset(stack: Stack, timeout: float = 15.0) -> int:
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
         left = backends_count(superuser, APP_DB)
-    return left
 
 
 def _memory() -> str:
@@ -89,3 +89,21 @@ def versions_describe(stack: Stack) -> str:
         (wrk.stdout or wrk.stderr).split(" Copyright")[0].strip(),
     ]
     return ", ".join(parts)
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(PROJECT_DIR), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def source_describe() -> str:
+    """The commit measured, and whether the code differed from it: a result is
+    only as honest as the code it names."""
+    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    changed = _git("status", "--porcelain", "--", ".", ":!bench/results")
+    return f"{commit} plus uncommitted changes" if changed else commit
