@@ -208,6 +208,9 @@ def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Chil
             "gunicorn",
             "-c",
             str(PROJECT_DIR / "config" / "gunicorn.py"),
+            # Its default, ~/.gunicorn/gunicorn.ctl, is one path for every stack on
+            # the machine, and in root's home when the account is nobody.
+            "--no-control-socket",
         ],
         log=s.root / "web.log",
         host=s.web_host,
