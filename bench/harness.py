@@ -39,6 +39,7 @@ from devstack.stack import APP_DB, PROJECT_DIR, Stack
 from . import configs as cfg
 from . import report
 from .measure import (
+    WRK,
     PeakBackends,
     cluster_cpu_seconds,
     connections_split,
@@ -64,7 +65,7 @@ SEED_POSTS = 200
 PGBOUNCER_VARIABLES = {"MAX_CLIENT_CONN": "2000"}
 
 
-def nofile_raise(needed: int) -> int:
+def nofile_raise(needed: int) -> None:
     """Raise the open-files limit to the hard one (children inherit it)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -76,7 +77,6 @@ def nofile_raise(needed: int) -> int:
             f"{needed // 3} clients need; raise it (ulimit -Hn) as root",
             file=sys.stderr,
         )
-    return soft
 
 
 def bench_stack(prefix: str) -> AbstractContextManager[Stack]:
@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     if plan.render_only:
         print(render(plan))
         return 0
-    if not shutil.which("wrk"):
-        sys.exit("wrk is not installed: apt-get install wrk (make bootstrap-dev)")
+    if not shutil.which(WRK):
+        sys.exit(f"{WRK} is not installed: apt-get install wrk (make bootstrap-dev)")
     nofile_raise(3 * max(plan.clients) + 200)
     got = load_run(plan)
     guard = guard_measure() if not plan.quick else None

@@ -141,7 +141,15 @@ def latest_section(data: dict[str, Any], cells: list[report.Summary]) -> list[st
     return lines
 
 
-def history_section(name: str) -> list[str]:
+def _setting(context: dict[str, Any], latest: dict[str, Any]) -> str:
+    """The machine and versions, where they differ from the latest run's."""
+    same = all(context[k] == latest[k] for k in ("machine", "versions"))
+    if same:
+        return f"machine and versions as in {LATEST}.json"
+    return f"{context['machine']}; {context['versions']}"
+
+
+def history_section(name: str, latest: dict[str, Any]) -> list[str]:
     data, cells = result_load(name)
     context = data["context"]
     files = ", ".join(
@@ -153,7 +161,8 @@ def history_section(name: str) -> list[str]:
         f"Files: {files}. {note_text(name, context['date'])}",
         "",
         f"Run: `{context['command']}` on {context['date']}; {context['rounds']} "
-        f"round(s) of {context['seconds']} s; clients {context['clients']}. "
+        f"round(s) of {context['seconds']} s; clients {context['clients']}; "
+        f"{_setting(context, latest)}. "
         f"Every cell: results/{name}.md.",
         "",
     ]
@@ -208,7 +217,7 @@ def readme_render() -> str:
         "interleaved, so compare within a file; between files, compare ratios.",
     ]
     for name in history_names():
-        parts += ["", *history_section(name)]
+        parts += ["", *history_section(name, data["context"])]
     parts += ["", *profiles_section()]
     return "\n".join(parts) + "\n"
 

@@ -184,7 +184,9 @@ def conditions(context: dict[str, Any]) -> list[str]:
         f"{context['versions']}.{_source_line(context)}",
         "",
         f"wrk -t2 --timeout 10s --latency, {context['seconds']} s per run after a "
-        f"2 s warm-up, {context['rounds']} round(s), configurations interleaved. "
+        f"2 s warm-up, {context['rounds']} round(s), "
+        f"{'/'.join(map(str, context['clients']))} clients, configurations "
+        "interleaved. "
         "req/s counts 2xx/3xx responses only; errors = non-2xx + socket errors "
         "(connect, read, write, timeout); p50/p99 and CPU seconds are medians of "
         "the rounds; peak PG conns is the highest count of PostgreSQL client "
