@@ -31,7 +31,10 @@ RUNNING = [
     "- `.venv/bin/python -m bench.harness --name NAME [--configs 3,6] "
     "[--variant 'label:KEY=VALUE'] [--set KEY=VALUE]`: a proposal measured "
     "next to the configurations, into `results/NAME.*` (`latest` is only for the "
-    "full run).",
+    "full run). What the removed bench/conn_lifetime.py compared (CONN_MAX_AGE=0, "
+    "and 600 with and without Django's health check) is configurations 5 and 6 "
+    "plus one variant: `--name conn-lifetime --configs 5,6 --clients 16 --pages "
+    "list --variant 'health checks:CONN_HEALTH_CHECKS=1'`.",
     "- `.venv/bin/python -m bench.readme`: this file again, from the result files.",
     "- `.venv/bin/python -m bench.guard_cost` (the guard alone) and "
     "`.venv/bin/python -m bench.profile_web` (py-spy on one configuration).",
