@@ -27,7 +27,9 @@ DEFAULT_SERVER_ACCOUNT = "postgres"
 
 @dataclass(frozen=True)
 class Account:
-    """The unprivileged account a server runs as; None fields mean 'as we are'."""
+    """The unprivileged account a server runs as; None fields mean 'as we are'.
+
+    devstack.reach lets it through the folders above what it must reach."""
 
     name: str | None = None
     uid: int | None = None
