@@ -129,16 +129,18 @@ def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
 DIRECT_ALIAS = "direct"
 
 # Persistent connections from each gunicorn thread to PgBouncer. Reconnecting per
-# request costs a full SCRAM exchange (PgBouncer 1.18 has no fast ad-hoc SCRAM):
-# bench/conn_lifetime.py measured the list page at 314 req/s with CONN_MAX_AGE=0 and
-# 661 with 600 (medians of 3 interleaved rounds, README "Measured"). An idle client
-# connection costs PgBouncer about 2 kB and no PostgreSQL backend.
+# request costs a full SCRAM exchange (PgBouncer 1.18 has no fast ad-hoc SCRAM): the
+# list page served 370 req/s with CONN_MAX_AGE=0 and 835 with 600 (bench/README.md,
+# configurations 5 and 6 of bench/results/latest.json, medians of 3 interleaved
+# rounds). An idle client connection costs PgBouncer about 2 kB and no PostgreSQL
+# backend.
 DEFAULT_CONN_MAX_AGE = 600
-# Django's health check is a `SELECT 1` round trip before each request; with the
-# harness's interleaved rounds it cost the list page a fifth of its throughput
-# (bench/results/explore-queries.md: 586 req/s with it, 716 without). Behind PgBouncer
-# only PgBouncer can close a kept connection, and django_pgbouncer.stale notices that
-# with a select() on the socket instead, for about a microsecond.
+# Django's health check is a `SELECT 1` round trip before each request; in
+# interleaved rounds it cost the list page a fifth of its throughput (586 req/s with
+# it, 716 without: bench/results/explore-queries.json, described in bench/README.md).
+# Behind PgBouncer only PgBouncer can close a kept connection, and
+# django_pgbouncer.guard.stale notices that with a poll() on the socket instead, for
+# about a microsecond.
 DEFAULT_CONN_HEALTH_CHECKS = False
 
 
