@@ -9,6 +9,7 @@ class DjangoPgBouncerConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .creation import creations_install
         from .guard import guard_install, session_state_found, stale_connections_close
         from .observe import guard_finding_count, metrics_install
 
@@ -20,3 +21,6 @@ class DjangoPgBouncerConfig(AppConfig):
         request_started.connect(
             stale_connections_close, dispatch_uid="pgbouncer_stale_connections"
         )
+        # Test runners create, copy and drop test databases over the pooled aliases,
+        # which PgBouncer's kept server connections would block (creation.py).
+        creations_install()
