@@ -80,9 +80,13 @@ def nofile_raise(needed: int) -> None:
 
 
 def bench_stack(prefix: str) -> AbstractContextManager[Stack]:
-    """A started stack of its own (devstack.ephemeral), gone after the block."""
+    """A started stack of its own (devstack.ephemeral), gone after the block
+    unless the run fails: then its server logs stay for a look."""
     return ephemeral_stack(
-        prefix, pgbouncer_variables=PGBOUNCER_VARIABLES, seed_posts=SEED_POSTS
+        prefix,
+        pgbouncer_variables=PGBOUNCER_VARIABLES,
+        seed_posts=SEED_POSTS,
+        keep_on_error=True,
     )
 
 

@@ -5,6 +5,7 @@ PostgreSQL. Nothing is kept: the folders go at exit."""
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,9 +33,14 @@ def ephemeral_stack(
     *,
     pgbouncer_variables: Mapping[str, str] | None = None,
     seed_posts: int = 50,
+    keep_on_error: bool = False,
 ) -> Iterator[Stack]:
-    """A started Stack of its own (fast, not durable); stopped and deleted after."""
+    """A started Stack of its own (fast, not durable); stopped and deleted after.
+
+    `keep_on_error`: when the block (or the start) fails, keep the folder and its
+    server logs, and say where they are."""
     root = scratch_dir(prefix)
+    failed = False
     try:
         stack = Stack(
             StackSettings(
@@ -52,8 +58,14 @@ def ephemeral_stack(
             yield stack
         finally:
             stack.stop()
+    except BaseException:
+        failed = True
+        raise
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if failed and keep_on_error:
+            print(f"The stack's folder and logs are kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
