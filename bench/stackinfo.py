@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from devstack.stack import APP_DB, PROJECT_DIR, Stack
-from django_pgbouncer.observe.console import console_show
+from django_pgbouncer.observe import console_command, console_show
 
 from .measure import WRK, backends_count
 
@@ -38,8 +38,7 @@ def server_connections_reset(stack: Stack, timeout: float = 15.0) -> None:
     """Close PgBouncer's idle server connections to the site's database and wait
     (up to `timeout`) for the last backend to go, so each configuration's peak is
     its own (they would stay server_idle_timeout, 600 s by default)."""
-    with psycopg.connect(stack.admin_console_url.url(), autocommit=True) as conn:
-        conn.execute(f"RECONNECT {APP_DB}", prepare=False)
+    console_command(stack.admin_console_url.url(), "RECONNECT", APP_DB)
     superuser = stack.postgres.config.superuser_url().url()
     deadline = time.monotonic() + timeout
     left = backends_count(superuser, APP_DB)
