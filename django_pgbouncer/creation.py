@@ -41,7 +41,7 @@ __all__ = [
     "SessionEndingCreation",
     "creation_install",
     "creations_install",
-    "test_sessions_end",
+    "database_sessions_end",
 ]
 
 # Sessions with a role: PostgreSQL stops autovacuum workers (no role) itself before a
@@ -57,7 +57,7 @@ _OTHER_ROLES = (
 )
 
 
-def test_sessions_end(connection: BaseDatabaseWrapper, names: Sequence[str]) -> int:
+def database_sessions_end(connection: BaseDatabaseWrapper, names: Sequence[str]) -> int:
     """End every other session on the databases `names`, over the alias's own path
     to the server; return how many were ended."""
     connection.close()  # its own, if it is on one of them
@@ -78,11 +78,12 @@ def test_sessions_end(connection: BaseDatabaseWrapper, names: Sequence[str]) -> 
 def _not_permitted(
     alias: str, names: Sequence[str], roles: Sequence[str]
 ) -> ConfigError:
+    owners = ", ".join(map(repr, roles)) or "another role"
     return ConfigError(
         f"DATABASES[{alias!r}]",
-        f"its role may not end the sessions of {', '.join(map(repr, roles))} on the "
-        f"test database {', '.join(names)}, and PostgreSQL cannot drop or copy a "
-        "database while other sessions are on it",
+        f"its role may not end the sessions of {owners} on the test database "
+        f"{', '.join(names)}, and PostgreSQL cannot drop or copy a database while "
+        "other sessions are on it",
         "let PgBouncer log in to PostgreSQL as the alias's own role (pass-through "
         "authentication, as `manage.py pgbouncer_config` renders it) rather than as "
         "a superuser or a shared role, or GRANT pg_signal_backend TO the alias's "
@@ -159,7 +160,7 @@ class SessionEndingCreation(BaseDatabaseCreation):
         names = [name for name in names if self._is_test_database(name)]
         if not names:
             return
-        ended = test_sessions_end(self.connection, names)
+        ended = database_sessions_end(self.connection, names)
         if ended and verbosity >= 2:
             self.log(
                 f"Ended {ended} session(s) on {', '.join(names)} for alias "

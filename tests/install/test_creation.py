@@ -3,7 +3,8 @@ client has gone stops PostgreSQL from copying or dropping the database, which is
 what Django's test runner does; django_pgbouncer.creation ends such sessions first.
 
 Each test drives Django's creation API on a connection of its own (not the
-session's aliases) against the session's real PostgreSQL and PgBouncer."""
+session's aliases) against the session's real PostgreSQL and PgBouncer. The copy's
+harm, end to end, is in test_startproject.py (plain Django's `test --parallel`)."""
 
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -68,19 +69,6 @@ def pgbouncer_visit(stack: Stack, name: str) -> None:
     database do: PgBouncer keeps the server connection it opened."""
     with psycopg.connect(stack.pooled_url.with_(name=name).url()) as conn:
         conn.execute("SELECT 1")
-
-
-def test_harm_pgbouncer_s_kept_session_stops_django_cloning(
-    stack, probe, pooled, capsys
-):
-    pgbouncer_visit(stack, probe)
-    connection = pooled(probe, fixed=False)
-    with pytest.raises(SystemExit):
-        connection.creation.clone_test_db(suffix="1", verbosity=0)
-    assert (
-        f'source database "{probe}" is being accessed by other users'
-        in capsys.readouterr().err
-    )
 
 
 def test_harm_pgbouncer_s_kept_session_stops_django_dropping(stack, probe, pooled):
