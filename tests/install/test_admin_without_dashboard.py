@@ -8,23 +8,16 @@ from django.urls import reverse
 pytestmark = [pytest.mark.servers, pytest.mark.django_db]
 
 
-@pytest.fixture
-def admin_client_(client, django_user_model):
-    user = django_user_model.objects.create_superuser("installer", "i@example.com")
-    client.force_login(user)
-    return client
-
-
 @override_settings(ROOT_URLCONF="tests.install.urls_admin_only")
-def test_the_admin_index_answers_without_the_dashboard_urls(admin_client_):
-    response = admin_client_.get("/admin/")
+def test_the_admin_index_answers_without_the_dashboard_urls(admin_client):
+    response = admin_client.get("/admin/")
     assert response.status_code == 200
     body = response.content.decode()
     assert "pgbouncer-module" not in body
     assert "app-auth" in body  # the admin's own app list is still there
 
 
-def test_the_admin_index_links_the_dashboard_where_it_is_routed(admin_client_):
-    response = admin_client_.get("/admin/")
+def test_the_admin_index_links_the_dashboard_where_it_is_routed(admin_client):
+    response = admin_client.get("/admin/")
     assert response.status_code == 200
     assert f'href="{reverse("pgbouncer-dashboard")}"' in response.content.decode()
