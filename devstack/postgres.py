@@ -152,14 +152,17 @@ class Postgres:
                 time.sleep(0.2)
 
     def role_and_database_ensure(self, url: PostgresURL) -> None:
-        """Create (or re-password) `url.user` and its database `url.name`."""
+        """Create (or re-password) `url.user` and its database `url.name`.
+
+        CREATEDB: a development role runs `manage.py test`, whose runner creates,
+        clones and drops test databases."""
         with psycopg.connect(self.config.superuser_url().url(), autocommit=True) as c:
             exists = c.execute(
                 "SELECT 1 FROM pg_roles WHERE rolname = %s", [url.user]
             ).fetchone()
             verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
             c.execute(
-                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                sql.SQL("{} ROLE {} LOGIN CREATEDB PASSWORD {}").format(
                     verb, sql.Identifier(url.user), sql.Literal(url.password)
                 )
             )

@@ -6,7 +6,7 @@ and test_app are dropped at the end."""
 import pytest
 
 from devstack.stack import PROJECT_DIR
-from tests.install.servers import createdb_allow, databases_named, manage, shown
+from tests.install.servers import databases_named, manage, shown
 
 pytestmark = pytest.mark.servers
 
@@ -14,7 +14,6 @@ TEST_DATABASES = "test_app"  # test_app, test_app_1, test_app_2
 
 
 def test_the_site_s_django_tests_pass_in_parallel_through_pgbouncer(stack):
-    createdb_allow(stack)
     env = {**stack.site_env(), "DJANGO_SETTINGS_MODULE": "config.settings"}
     args = ["test", "--parallel", "2", "--noinput", "tests.core.site_testcases"]
     result = manage(stack, args, cwd=PROJECT_DIR, env=env)

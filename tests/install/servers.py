@@ -25,17 +25,6 @@ def superuser(stack: Stack) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True)
 
 
-def createdb_allow(stack: Stack) -> None:
-    """Let the site's role create databases, as Django's test runner must (the
-    devstack creates the role without CREATEDB)."""
-    with superuser(stack) as conn:
-        conn.execute(
-            sql.SQL("ALTER ROLE {} CREATEDB").format(
-                sql.Identifier(stack.direct_url.user)
-            )
-        )
-
-
 def database_recreate(stack: Stack, name: str) -> None:
     """An empty database `name`, owned by the site's role."""
     with superuser(stack) as conn:

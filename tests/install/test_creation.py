@@ -19,7 +19,6 @@ from devstack.stack import Stack
 from django_pgbouncer import ConfigError, database_config
 from django_pgbouncer.creation import creation_install
 from tests.install.servers import (
-    createdb_allow,
     database_recreate,
     databases_drop,
     databases_named,
@@ -34,7 +33,6 @@ PROBE = "test_creation_probe"  # a test database's name, as Django gives them
 
 @pytest.fixture
 def probe(stack: Stack) -> Iterator[str]:
-    createdb_allow(stack)
     databases_drop(stack, PROBE)
     database_recreate(stack, PROBE)
     yield PROBE
@@ -119,7 +117,6 @@ def test_a_session_the_role_may_not_end_is_an_error_naming_the_fix(
 def test_sessions_on_a_database_that_is_not_a_test_database_are_left_alone(
     stack, pooled
 ):
-    createdb_allow(stack)
     name = "creation_probe_real"
     database_recreate(stack, name)
     database_recreate(stack, f"{name}_1")

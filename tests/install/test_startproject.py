@@ -21,7 +21,6 @@ import pytest
 
 from devstack.stack import PROJECT_DIR, Stack
 from tests.install.servers import (
-    createdb_allow,
     database_recreate,
     databases_drop,
     databases_named,
@@ -175,7 +174,6 @@ def startproject(root: Path) -> None:
 @pytest.fixture(scope="module")
 def project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The new project, its database made empty; its test databases gone after."""
-    createdb_allow(stack)
     databases_drop(stack, TEST_DATABASES)
     database_recreate(stack, DATABASE)
     root = tmp_path_factory.mktemp("startproject")
