@@ -4,18 +4,22 @@ The console is the virtual database `pgbouncer`, reached as a user listed in
 `admin_users` or `stats_users`; it speaks the simple query protocol only and knows
 no transactions. Each `SHOW` comes back as typed rows; columns a PgBouncer version
 adds are kept in `extra`. `command()` sends the few control commands an operator
-tool needs (they want a user in `admin_users`; the site itself only reads).
+tool needs, and `pause()` a PAUSE bounded in time (they want a user in
+`admin_users`; the site itself only reads).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import select
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq
 
 from ..databases import postgres_url_parse
 from ..errors import ConsoleUnavailable, redact
@@ -35,6 +39,8 @@ __all__ = [
 ]
 
 TIMEOUT_SECONDS = 3
+# How often a waiting pause() asks whether it was cancelled.
+POLL_SECONDS = 0.1
 # Control commands that act on pools (SHUTDOWN, SET and RELOAD are left out: a
 # program that needs them is an operator's, not this client's).
 COMMANDS = frozenset(
@@ -117,6 +123,8 @@ class Server(_Row):
     port: int = 0
     connect_time: str = ""
     request_time: str = ""
+    link: str = ""  # the peer's address in PgBouncer: set while one is assigned
+    application_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,20 +205,67 @@ class Console:
 
     def command(self, verb: str, database: str | None = None) -> None:
         """`RECONNECT`, `PAUSE`, `RESUME`, `KILL` ... for one database or all."""
-        verb = verb.upper()
-        if verb not in COMMANDS:
-            raise ValueError(f"{verb!r} is not one of {', '.join(sorted(COMMANDS))}")
-        if database is not None and not _DATABASE_NAME.fullmatch(database):
-            raise ValueError(f"{database!r} is not a database name PgBouncer serves")
-        text = f"{verb} {database}" if database else verb
-        self._conn.execute(text, prepare=False)
+        self._conn.execute(_command_text(verb, database), prepare=False)
+
+    def pause(
+        self,
+        database: str | None = None,
+        *,
+        timeout: float,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """`PAUSE [database]`, waiting at most `timeout` seconds (or until
+        `cancelled()` is true) for the transactions in flight to end.
+
+        True: PgBouncer answered, the pool is paused. False: it had not; this
+        console is then closed, and the pause stays in effect (new transactions
+        wait) until a RESUME from another connection. PgBouncer 1.18 ignores cancel
+        requests on its console and answers a pending PAUSE to nobody else, so
+        closing is the only way to stop waiting. A refused PAUSE (a user outside
+        admin_users) raises psycopg's error for PgBouncer's answer.
+        """
+        pgconn = self._conn.pgconn
+        pgconn.send_query(_command_text("PAUSE", database).encode())
+        deadline = time.monotonic() + timeout
+        poller = select.poll()  # not select(): any descriptor number works
+        poller.register(pgconn.socket, select.POLLIN)
+        while True:
+            pgconn.consume_input()
+            if not pgconn.is_busy():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or cancelled():
+                self._conn.close()
+                return False
+            poller.poll(min(left, POLL_SECONDS) * 1000)
+        results = []
+        while (result := pgconn.get_result()) is not None:
+            results.append(result)
+        for result in results:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(
+                    result, encoding=self._conn.info.encoding
+                )
+        return True
+
+
+def _command_text(verb: str, database: str | None) -> str:
+    verb = verb.upper()
+    if verb not in COMMANDS:
+        raise ValueError(f"{verb!r} is not one of {', '.join(sorted(COMMANDS))}")
+    if database is not None and not _DATABASE_NAME.fullmatch(database):
+        raise ValueError(f"{database!r} is not a database name PgBouncer serves")
+    return f"{verb} {database}" if database else verb
 
 
 @contextmanager
-def console_connect(admin_url: str) -> Iterator[Console]:
+def console_connect(
+    admin_url: str, *, variable: str = "PGBOUNCER_ADMIN_URL"
+) -> Iterator[Console]:
     """Open the console; any failure inside becomes ConsoleUnavailable, whose
-    message holds no password."""
-    url = postgres_url_parse(admin_url, variable="PGBOUNCER_ADMIN_URL")
+    message holds no password. `variable`: where the URL came from, named in a
+    ConfigError when it is malformed."""
+    url = postgres_url_parse(admin_url, variable=variable)
     try:
         with psycopg.connect(
             admin_url, autocommit=True, connect_timeout=TIMEOUT_SECONDS
@@ -224,9 +279,15 @@ def console_connect(admin_url: str) -> Iterator[Console]:
         ) from None
 
 
-def console_command(admin_url: str, verb: str, database: str | None = None) -> None:
+def console_command(
+    admin_url: str,
+    verb: str,
+    database: str | None = None,
+    *,
+    variable: str = "PGBOUNCER_ADMIN_URL",
+) -> None:
     """One control command (see `Console.command`)."""
-    with console_connect(admin_url) as console:
+    with console_connect(admin_url, variable=variable) as console:
         console.command(verb, database)
 
 
