@@ -207,6 +207,53 @@ def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
     )
 
 
+def _users_from_env(
+    env: Mapping[str, str], upstream: PostgresURL, password_variable: str, admins: str
+) -> dict[str, str]:
+    """userlist.txt's users: the upstream role, and the two console users. The
+    site's (PGBOUNCER_ADMIN_URL) belongs in stats_users; the maintenance command's
+    (PGBOUNCER_MAINTENANCE_URL) in admin_users, and is never the site's."""
+    users = {upstream.user: upstream.password}
+    blame = {upstream.user: password_variable}
+    admin_url = env.get("PGBOUNCER_ADMIN_URL", "").strip()
+    if admin_url:
+        admin = postgres_url_parse(admin_url, variable="PGBOUNCER_ADMIN_URL")
+        users.setdefault(admin.user, admin.password)
+        blame.setdefault(admin.user, "PGBOUNCER_ADMIN_URL")
+    maintenance_url = env.get("PGBOUNCER_MAINTENANCE_URL", "").strip()
+    if maintenance_url:
+        user = _maintenance_user(maintenance_url, blame, admins)
+        users[user.user] = user.password
+        blame[user.user] = "PGBOUNCER_MAINTENANCE_URL"
+    for name, password in users.items():
+        if not password:
+            raise ConfigError(
+                blame[name],
+                f"the user {name!r} has no password, and SCRAM needs one",
+                "put the password in the URL (postgres://USER:PASSWORD@...)",
+            )
+    return users
+
+
+def _maintenance_user(url: str, blame: Mapping[str, str], admins: str) -> PostgresURL:
+    variable = "PGBOUNCER_MAINTENANCE_URL"
+    user = postgres_url_parse(url, variable=variable)
+    if user.user in blame:
+        raise ConfigError(
+            variable,
+            f"its user {user.user!r} is {blame[user.user]}'s too, so the site would "
+            "hold the right to PAUSE",
+            f"give {variable} a user of its own, listed in ADMIN_USERS",
+        )
+    if user.user not in [name.strip() for name in admins.split(",")]:
+        raise ConfigError(
+            variable,
+            f"its user {user.user!r} is not in ADMIN_USERS, so it cannot PAUSE",
+            f"add {user.user} to ADMIN_USERS",
+        )
+    return user
+
+
 def pgbouncer_config_from_env(
     env: Mapping[str, str], *, version: Version, auth_file: str
 ) -> PgBouncerConfig:
@@ -241,18 +288,9 @@ def pgbouncer_config_from_env(
     if sslmode and not env.get("SERVER_TLS_SSLMODE", "").strip():
         parse = next(s for s in SETTINGS if s.key == "server_tls_sslmode").parse
         rendered.append(("server_tls_sslmode", parse("POSTGRES_DATABASE_URL", sslmode)))
-    users = {upstream.user: upstream.password}
-    admin_url = env.get("PGBOUNCER_ADMIN_URL", "").strip()
-    if admin_url:
-        admin = postgres_url_parse(admin_url, variable="PGBOUNCER_ADMIN_URL")
-        users.setdefault(admin.user, admin.password)
-    for name, password in users.items():
-        if not password:
-            raise ConfigError(
-                password_variable if name == upstream.user else "PGBOUNCER_ADMIN_URL",
-                f"the user {name!r} has no password, and SCRAM needs one",
-                "put the password in the URL (postgres://USER:PASSWORD@...)",
-            )
+    users = _users_from_env(
+        env, upstream, password_variable, dict(rendered).get("admin_users", "")
+    )
     return PgBouncerConfig(
         upstream=upstream,
         settings=tuple(rendered),

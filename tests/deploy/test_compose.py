@@ -8,6 +8,7 @@ stack that `docker compose up` would not start, or would start wrong.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import itertools
 import json
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from django_pgbouncer import postgres_url_parse
+from django_pgbouncer import PostgresURL, postgres_url_parse
 from django_pgbouncer.render import (
     SETTINGS,
     PgBouncerConfig,
@@ -38,8 +39,12 @@ COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
 ENV_EXAMPLE = ROOT / ".env.example"
+ENV_MAINTENANCE = ROOT / ".env.maintenance"
+# .env.example's section for .env.maintenance: its lines are commented out there.
+MAINTENANCE_SECTION = "# --- Planned maintenance"
+MAINTENANCE_VARIABLE = "PGBOUNCER_MAINTENANCE_URL"
 
-SERVICES = ("db", "pgbouncer-config", "pgbouncer", "web")
+SERVICES = ("db", "pgbouncer-config", "pgbouncer", "web", "maintenance")
 CONFIG_VOLUME = "pgbouncer_config"
 # Read by the postgres image, not by our code.
 POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
@@ -88,13 +93,35 @@ def env_example_documented() -> list[str]:
     return [m[2] for m in matches if m]
 
 
+def env_maintenance_example() -> dict[str, str]:
+    """What .env.maintenance holds: the lines of .env.maintenance's section in
+    .env.example, uncommented."""
+    lines = env_example_lines()
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith(MAINTENANCE_SECTION)
+    )
+    matches = (VARIABLE_LINE.match(line) for line in lines[start + 1 :])
+    return {m[2]: m[3] for m in matches if m}
+
+
+def env_files(name: str) -> list[Path]:
+    """The env files a service reads, resolved, in order."""
+    entries = service(name).get("env_file", [])
+    entries = [entries] if isinstance(entries, str | dict) else entries
+    paths = [e["path"] if isinstance(e, dict) else e for e in entries]
+    return [(COMPOSE_FILE.parent / path).resolve() for path in paths]
+
+
 def service_env(name: str) -> dict[str, str]:
-    """A service's environment: the env file, then its `environment:` on top."""
+    """A service's environment: its env files, then its `environment:` on top."""
     svc = service(name)
     environment = svc.get("environment") or {}
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
-    base = env_example() if svc.get("env_file") else {}
+    examples = {ROOT / ".env": env_example, ENV_MAINTENANCE: env_maintenance_example}
+    base: dict[str, str] = {}
+    for path in env_files(name):
+        base |= examples[path]()
     return {**base, **{key: str(value) for key, value in environment.items()}}
 
 
@@ -179,18 +206,14 @@ CODE_VARIABLES = sorted(
 # --- docker-compose.yaml --------------------------------------------------------------
 
 
-def test_compose_has_the_four_services_and_no_version_key():
+def test_compose_has_its_services_and_no_version_key():
     assert "version" not in compose()
     assert set(compose()["services"]) == set(SERVICES)
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_reads_the_env_file_at_the_repository_root(name):
-    entries = service(name).get("env_file", [])
-    entries = [entries] if isinstance(entries, str | dict) else entries
-    paths = [e["path"] if isinstance(e, dict) else e for e in entries]
-    resolved = {(COMPOSE_FILE.parent / path).resolve() for path in paths}
-    assert ROOT / ".env" in resolved
+    assert ROOT / ".env" in env_files(name)
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -372,17 +395,82 @@ def test_url_reaches_its_server_as_the_postgres_role(variable, host, port_from):
     )
 
 
-def test_admin_console_url_is_a_pgbouncer_admin():
+def console_users(key: str) -> list[str]:
+    """admin_users or stats_users, as rendered from .env.example."""
+    names = rendered_config().setting(key) or ""
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+def console_url(name: str, variable: str) -> PostgresURL:
+    return postgres_url_parse(service_env(name)[variable], variable=variable)
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [("web", "PGBOUNCER_ADMIN_URL"), ("maintenance", MAINTENANCE_VARIABLE)],
+)
+def test_console_url_reaches_the_console_and_can_log_in(name, variable):
     config = rendered_config()
-    url = postgres_url_parse(env_example()["PGBOUNCER_ADMIN_URL"], variable="x")
+    url = console_url(name, variable)
     assert (url.host, str(url.port), url.name) == (
         "pgbouncer",
         config.setting("listen_port"),
         "pgbouncer",
     )
-    admins = f"{config.setting('admin_users')}, {config.setting('stats_users')}"
-    assert url.user in admins.split(", ")
-    assert url.user in dict(config.users)  # so it can log in
+    assert dict(config.users).get(url.user) == url.password  # in userlist.txt
+
+
+def test_the_sites_console_user_may_only_read():
+    url = console_url("web", "PGBOUNCER_ADMIN_URL")
+    assert url.user in console_users("stats_users")
+    assert url.user not in console_users("admin_users")
+
+
+def test_the_maintenance_user_may_pause_and_is_not_the_sites():
+    url = console_url("maintenance", MAINTENANCE_VARIABLE)
+    site = console_url("web", "PGBOUNCER_ADMIN_URL")
+    assert url.user in console_users("admin_users")
+    assert url.user != site.user
+    assert url.password != site.password
+
+
+def test_the_web_service_never_receives_the_maintenance_url():
+    assert MAINTENANCE_VARIABLE in env_example_documented()
+    assert MAINTENANCE_VARIABLE not in env_example()  # .env reaches every service
+    assert ENV_MAINTENANCE not in env_files("web")
+    assert MAINTENANCE_VARIABLE not in service_env("web")
+    holders = {name for name in SERVICES if MAINTENANCE_VARIABLE in service_env(name)}
+    assert holders == {"pgbouncer-config", "maintenance"}
+
+
+def test_the_config_job_renders_without_the_maintenance_file():
+    (entry,) = [
+        e
+        for e in service("pgbouncer-config")["env_file"]
+        if isinstance(e, dict)
+        and (COMPOSE_FILE.parent / e["path"]).resolve() == ENV_MAINTENANCE
+    ]
+    assert entry.get("required") is False
+    # The maintenance service is useless without it: there it is required.
+    assert "../.env.maintenance" in service("maintenance")["env_file"]
+
+
+def test_the_maintenance_service_runs_only_when_asked(tmp_path):
+    svc = service("maintenance")
+    assert svc["image"] == service("web")["image"]
+    assert svc.get("profiles"), "without a profile, `up` would start it"
+    assert svc["restart"] == "no"
+    assert "ports" not in svc
+    # Its default command prints help: it never serves the site with the right to
+    # PAUSE (the entry point's default, `web`, would).
+    returncode, calls = entrypoint_run(tmp_path, *svc["command"])
+    assert returncode == 0
+    assert calls == [("python manage.py pgbouncer_maintenance --help", "exec")]
+
+
+def test_dockerignore_keeps_the_maintenance_file_out():
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    assert any(fnmatch.fnmatch(ENV_MAINTENANCE.name, line) for line in lines)
 
 
 def test_scanner_sees_each_kind_of_read():

@@ -105,6 +105,81 @@ def test_admin_console_user_joins_the_userlist():
     assert dict(config.users) == {"app": SECRET, "ops": "opspw"}
 
 
+STATS_URL = "postgres://stats:statspw@127.0.0.1:6432/pgbouncer"
+MAINTENANCE_URL = "postgres://maint:maintpw@127.0.0.1:6432/pgbouncer"
+
+
+def test_both_console_users_join_the_userlist():
+    env = {
+        "POSTGRES_DATABASE_URL": UPSTREAM,
+        "PGBOUNCER_ADMIN_URL": STATS_URL,
+        "PGBOUNCER_MAINTENANCE_URL": MAINTENANCE_URL,
+        "STATS_USERS": "stats",
+        "ADMIN_USERS": "maint",
+    }
+    config, text = render(env)
+    assert dict(config.users) == {"app": SECRET, "stats": "statspw", "maint": "maintpw"}
+    assert "maintpw" not in text
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"PGBOUNCER_MAINTENANCE_URL": MAINTENANCE_URL, "ADMIN_USERS": "ops"},
+            "its user 'maint' is not in ADMIN_USERS",
+        ),
+        (
+            {"PGBOUNCER_MAINTENANCE_URL": MAINTENANCE_URL},
+            "its user 'maint' is not in ADMIN_USERS",
+        ),
+        (
+            {
+                "PGBOUNCER_ADMIN_URL": MAINTENANCE_URL.replace("maintpw", "other"),
+                "PGBOUNCER_MAINTENANCE_URL": MAINTENANCE_URL,
+                "ADMIN_USERS": "maint",
+            },
+            "is PGBOUNCER_ADMIN_URL's too",
+        ),
+        (
+            {
+                "PGBOUNCER_MAINTENANCE_URL": f"postgres://app:{SECRET}@h/pgbouncer",
+                "ADMIN_USERS": "app",
+            },
+            "is POSTGRES_DATABASE_URL's too",
+        ),
+        (
+            {
+                "PGBOUNCER_MAINTENANCE_URL": "postgres://maint@h/pgbouncer",
+                "ADMIN_USERS": "maint",
+            },
+            "has no password",
+        ),
+        (
+            {"PGBOUNCER_MAINTENANCE_URL": "postgres://maint:maintpw@h:x/pgbouncer"},
+            "the port",
+        ),
+    ],
+    ids=[
+        "not-an-admin",
+        "no-admins",
+        "the-sites-user",
+        "the-upstream-role",
+        "no-password",
+        "malformed",
+    ],
+)
+def test_a_wrong_maintenance_url_is_named_with_its_fix(env, problem):
+    with pytest.raises(ConfigError) as caught:
+        render({"POSTGRES_DATABASE_URL": UPSTREAM, **env})
+    message = str(caught.value)
+    assert message.startswith("PGBOUNCER_MAINTENANCE_URL: ")
+    assert problem in message
+    assert "Fix: " in message
+    for secret in (SECRET, "maintpw", "other"):
+        assert secret not in message
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
