@@ -12,6 +12,12 @@ from django_pgbouncer.observe.console import Pool
 pytestmark = pytest.mark.servers
 
 
+def maintenance_url(stack):
+    """The console user that may PAUSE and RECONNECT (admin_users); before devstack
+    split its users, its one user was in both lists."""
+    return getattr(stack, "maintenance_console_url", stack.admin_console_url).url()
+
+
 def server_pid(stack):
     with psycopg.connect(stack.pooled_url.url()) as conn:
         (pid,) = conn.execute("SELECT pg_backend_pid()").fetchall()
@@ -28,7 +34,7 @@ def test_show_returns_typed_rows(stack):
 def test_reconnect_replaces_the_server_connections(stack, superuser_conn):
     before = server_pid(stack)
     assert server_pid(stack) == before  # an idle server connection is reused
-    console_command(stack.admin_console_url.url(), "reconnect", "app")
+    console_command(maintenance_url(stack), "reconnect", "app")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         alive = superuser_conn.execute(
@@ -62,3 +68,52 @@ def test_an_unreachable_console_names_no_password(stack):
         console_show(url.url(), "POOLS")
     assert "Very-Secret-1" not in str(caught.value)
     assert "did not answer" in str(caught.value)
+
+
+def database_paused(stack, name="app"):
+    (paused,) = [
+        d.paused
+        for d in console_show(stack.admin_console_url.url(), "DATABASES")
+        if d.name == name
+    ]
+    return paused
+
+
+def test_pause_answers_once_the_pool_is_paused(stack):
+    server_pid(stack)
+    with console_connect(maintenance_url(stack)) as console:
+        try:
+            assert console.pause("app", timeout=10) is True
+            assert database_paused(stack) == 1
+        finally:
+            console.command("RESUME", "app")
+    assert database_paused(stack) == 0
+
+
+@pytest.mark.parametrize("by", ["timeout", "cancelled"])
+def test_a_pause_given_up_closes_its_console_and_stays_until_resumed(stack, by):
+    with psycopg.connect(stack.pooled_url.url()) as holder:
+        holder.execute("SELECT 1")  # a transaction in flight: PAUSE waits for it
+        try:
+            with console_connect(maintenance_url(stack)) as console:
+                if by == "timeout":
+                    paused = console.pause("app", timeout=0.5)
+                else:
+                    paused = console.pause("app", timeout=30, cancelled=lambda: True)
+                assert paused is False
+                with pytest.raises(psycopg.OperationalError, match="closed"):
+                    console.show("POOLS")
+            assert database_paused(stack) == 1  # held until someone resumes
+        finally:
+            console_command(maintenance_url(stack), "RESUME", "app")
+        holder.commit()
+    assert database_paused(stack) == 0
+    assert server_pid(stack)
+
+
+def test_a_refused_pause_raises_what_pgbouncer_answered(stack):
+    with console_connect(maintenance_url(stack)) as console:
+        with pytest.raises(psycopg.Error, match="invalid command") as caught:
+            console.pause("no.such.db", timeout=5)  # its parser wants a plain word
+        assert caught.value.sqlstate == "08P01"
+        assert console.show("VERSION")  # the console is still usable
