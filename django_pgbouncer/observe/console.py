@@ -255,7 +255,9 @@ def _command_text(verb: str, database: str | None) -> str:
         raise ValueError(f"{verb!r} is not one of {', '.join(sorted(COMMANDS))}")
     if database is not None and not _DATABASE_NAME.fullmatch(database):
         raise ValueError(f"{database!r} is not a database name PgBouncer serves")
-    return f"{verb} {database}" if database else verb
+    # Quoted: PgBouncer's console reads a bare name as [a-z0-9_]+ and refuses
+    # `PAUSE my.db`; it takes any name in double quotes, case kept.
+    return f'{verb} "{database}"' if database else verb
 
 
 @contextmanager

@@ -113,7 +113,11 @@ def test_a_pause_given_up_closes_its_console_and_stays_until_resumed(stack, by):
 
 def test_a_refused_pause_raises_what_pgbouncer_answered(stack):
     with console_connect(maintenance_url(stack)) as console:
-        with pytest.raises(psycopg.Error, match="invalid command") as caught:
-            console.pause("no.such.db", timeout=5)  # its parser wants a plain word
-        assert caught.value.sqlstate == "08P01"
-        assert console.show("VERSION")  # the console is still usable
+        try:
+            assert console.pause(timeout=10) is True
+            with pytest.raises(psycopg.Error, match="already") as caught:
+                console.pause(timeout=5)  # a second PAUSE of everything is refused
+            assert caught.value.sqlstate == "08P01"
+        finally:
+            console.command("RESUME")  # the console is still usable
+    assert server_pid(stack)
