@@ -26,6 +26,7 @@ Django's creation API get it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -50,6 +51,10 @@ __all__ = [
 _END_SESSIONS = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
     " WHERE datname = ANY(%s) AND pid <> pg_backend_pid() AND usesysid IS NOT NULL"
+    # Only sessions at rest, as PgBouncer keeps them: a session at work is a run
+    # or a person using the database, and Django's drop then fails naming it. (Another
+    # role's state is hidden: NULL; ending it fails, and the error names the role.)
+    " AND (state = 'idle' OR state IS NULL)"
 )
 _OTHER_ROLES = (
     "SELECT DISTINCT usename FROM pg_stat_activity"
@@ -102,9 +107,16 @@ class SessionEndingCreation(BaseDatabaseCreation):
         serialize: bool | None = True,
         keepdb: bool = False,
     ) -> str:
-        if not keepdb:
-            # One an interrupted run left: Django drops it and creates it again.
-            self._sessions_end([self._test_name()], verbosity)
+        self._real_names.add(str(self.connection.settings_dict["NAME"]))
+        name = self._test_name()
+        if not keepdb and self._test_database_exists(name):
+            # One an interrupted run left: Django asks, then drops it. Ask first,
+            # so that nobody's sessions end unless the answer is yes.
+            if not autoclobber and not _drop_confirmed(name):
+                self.log("Tests cancelled.")
+                sys.exit(1)
+            self._sessions_end([name], verbosity)
+            autoclobber = True
         return super().create_test_db(
             verbosity=verbosity,
             autoclobber=autoclobber,
@@ -149,12 +161,27 @@ class SessionEndingCreation(BaseDatabaseCreation):
             named or TEST_DATABASE_PREFIX + self.connection.settings_dict["NAME"]
         )
 
+    @property
+    def _real_names(self) -> set[str]:
+        # The databases the aliases name outside tests, seen before Django points
+        # them at test databases: never ended, whatever TEST NAME says.
+        if not hasattr(self, "_real"):
+            self._real: set[str] = set()
+        return self._real
+
     def _is_test_database(self, name: str) -> bool:
         # A guard against ending sessions on a real database, whatever the caller.
+        if name in self._real_names:
+            return False
         named = self.connection.settings_dict["TEST"].get("NAME")
         return name.startswith(TEST_DATABASE_PREFIX) or bool(
             named and name.startswith(named)
         )
+
+    def _test_database_exists(self, name: str) -> bool:
+        with self.connection._nodb_cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            return cursor.fetchone() is not None
 
     def _sessions_end(self, names: Sequence[str], verbosity: int) -> None:
         names = [name for name in names if self._is_test_database(name)]
@@ -183,11 +210,23 @@ def _with_sessions_ended(
     return _combined[kind]
 
 
+def _drop_confirmed(name: str) -> bool:
+    # Django's own question (BaseDatabaseCreation._create_test_db).
+    answer = input(
+        f"Type 'yes' if you would like to try deleting the test database '{name}', "
+        "or 'no' to cancel: "
+    )
+    return answer == "yes"
+
+
 def creation_install(connection: BaseDatabaseWrapper) -> None:
     """Give `connection` the session-ending creation, once."""
     kind = type(connection.creation)
     if not issubclass(kind, SessionEndingCreation):
-        connection.creation = _with_sessions_ended(kind)(connection)
+        creation = _with_sessions_ended(kind)(connection)
+        assert isinstance(creation, SessionEndingCreation)
+        creation._real_names.add(str(connection.settings_dict["NAME"]))
+        connection.creation = creation
 
 
 def creations_install() -> None:

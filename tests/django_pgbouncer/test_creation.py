@@ -4,7 +4,8 @@ what Django's test runner does; django_pgbouncer.creation ends such sessions fir
 
 Each test drives Django's creation API on a connection of its own (not the
 session's aliases) against the session's real PostgreSQL and PgBouncer. The copy's
-harm, end to end, is in test_startproject.py (plain Django's `test --parallel`)."""
+harm, end to end, is in tests/install/test_startproject.py (plain Django's
+`test --parallel`)."""
 
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,7 +54,11 @@ def pooled(
         handlers.append(ConnectionHandler({"default": database_config(url=url)}))
         connection = handlers[-1]["default"]
         if fixed:
+            # Installed as at start-up, while the alias names the real database;
+            # then pointed at `name`, as Django's test runner does.
+            connection.settings_dict["NAME"] = stack.pooled_url.name
             creation_install(connection)
+            connection.settings_dict["NAME"] = name
         return connection
 
     with django_db_blocker.unblock():
@@ -133,3 +138,37 @@ def test_sessions_on_a_database_that_is_not_a_test_database_are_left_alone(
         assert sessions == (1,)  # PgBouncer's, still there
     finally:
         databases_drop(stack, name)
+
+
+def test_a_test_name_equal_to_the_real_name_ends_no_session(stack, pooled):
+    """TEST NAME set to the real database's name: the guard keeps its sessions."""
+    real = stack.pooled_url.name
+    pgbouncer_visit(stack, real)
+    connection = pooled(real, fixed=True)
+    connection.settings_dict["TEST"] = {"NAME": real}
+    connection.creation._sessions_end([real], verbosity=0)
+    with superuser(stack) as conn:
+        sessions = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [real]
+        ).fetchone()
+    assert sessions is not None
+    assert sessions != (0,)
+
+
+def test_a_stale_test_database_is_left_alone_when_the_answer_is_no(
+    stack, probe, pooled, monkeypatch
+):
+    """Django asks before dropping a test database a run left; until the answer is
+    yes, the sessions on it (another run's, perhaps) stay."""
+    pgbouncer_visit(stack, probe)
+    connection = pooled(probe, fixed=True)
+    connection.settings_dict["NAME"] = stack.pooled_url.name
+    connection.settings_dict["TEST"] = {"NAME": probe}
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    with pytest.raises(SystemExit):
+        connection.creation.create_test_db(verbosity=0, autoclobber=False)
+    with superuser(stack) as conn:
+        sessions = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [probe]
+        ).fetchone()
+    assert sessions == (1,)  # PgBouncer's, still there
