@@ -506,11 +506,11 @@ def test_reconnect_comes_between_cmd_and_resume(private_stack):
 # --- Credentials ---------------------------------------------------------------------
 
 
-def test_a_stats_user_gets_a_clear_error_and_an_admin_user_pauses(
-    private_stack, tmp_path
-):
-    # A PgBouncer with the split the deployment uses: the site's console user in
-    # stats_users only, the maintenance user in admin_users.
+@contextmanager
+def split_pgbouncer(stack: Stack) -> Iterator[tuple[Any, PostgresURL, PostgresURL]]:
+    """A PgBouncer of its own with the split the deployment uses: the site's
+    console user in stats_users only, the maintenance user in admin_users. Yields
+    it, and the two console URLs pointing at it."""
     stats = PostgresURL("pgbouncer_stats", "Stats-pw-1", "127.0.0.1", 1, "pgbouncer")
     admin = PostgresURL("pgbouncer_maint", "Maint-pw-2", "127.0.0.1", 1, "pgbouncer")
     variables = {
@@ -519,15 +519,31 @@ def test_a_stats_user_gets_a_clear_error_and_an_admin_user_pauses(
         "STATS_USERS": stats.user,
         "ADMIN_USERS": admin.user,
     }
-    marker = tmp_path / "cmd-ran"
     with ephemeral_pgbouncer(
-        private_stack, "test-maintenance-split-", variables=variables
+        stack, "test-maintenance-split-", variables=variables
     ) as bouncer:
         port = bouncer.config.port
-        refused = maintenance(
-            private_stack, "--", "touch", str(marker), url=stats.with_(port=port)
-        )
-        allowed = maintenance(private_stack, "--", "true", url=admin.with_(port=port))
+        yield bouncer, stats.with_(port=port), admin.with_(port=port)
+
+
+def test_a_resume_that_cannot_be_sent_says_what_to_do(private_stack):
+    with split_pgbouncer(private_stack) as (bouncer, _, admin):
+        pid = bouncer.child.process.pid  # CMD takes PgBouncer away: no RESUME
+        run = maintenance(private_stack, "--", "kill", "-KILL", str(pid), url=admin)
+    assert run.process.returncode == 1
+    message = "".join(run.stderr)
+    assert "RESUME all databases failed" in message
+    assert "psql \"$PGBOUNCER_MAINTENANCE_URL\" -c 'RESUME'" in message
+    assert admin.password not in run.output()
+
+
+def test_a_stats_user_gets_a_clear_error_and_an_admin_user_pauses(
+    private_stack, tmp_path
+):
+    marker = tmp_path / "cmd-ran"
+    with split_pgbouncer(private_stack) as (_, stats, admin):
+        refused = maintenance(private_stack, "--", "touch", str(marker), url=stats)
+        allowed = maintenance(private_stack, "--", "true", url=admin)
     assert refused.process.returncode == 1
     assert not marker.exists()
     message = "".join(refused.stderr)

@@ -1,17 +1,13 @@
 """Planned maintenance without failed queries: PAUSE PgBouncer, run the operator's
 command (restart PostgreSQL, switch over, upgrade), then RESUME.
 
-While paused, PgBouncer holds new transactions instead of failing them, and its
-server connections are closed, so the command may take PostgreSQL away. The RESUME
-is owed from the moment PAUSE is sent, and sent on every way out that Python sees:
-CMD's failure, PAUSE's timeout, SIGINT, SIGTERM and SIGHUP. Signals are recorded,
-never raised, so no exception can land inside the code that sends RESUME; the waits
-look at them ten times a second. SIGKILL leaves the pause in place: then RESUME by
-hand (the command's help says how).
-
-It logs in with PGBOUNCER_MAINTENANCE_URL, a user in PgBouncer's `admin_users`,
-read from this command's environment only: the web processes hold a user in
-`stats_users`, which may read the console but not pause it.
+While paused, PgBouncer holds new transactions instead of failing them, and has
+closed its server connections, so CMD may take PostgreSQL away. RESUME is owed
+from the moment PAUSE is sent, and sent on every way out Python sees. Signals are
+recorded, never raised (an exception raised inside the code that sends RESUME
+would skip it); the waits look at them ten times a second. The console user, from
+PGBOUNCER_MAINTENANCE_URL in this command's environment only, is in admin_users:
+the web processes hold one in stats_users, which may read the console, not pause it.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -95,12 +91,7 @@ class Signals:
                 self._previous[sig] = signal.signal(sig, self._record)
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -320,9 +311,8 @@ class Maintenance:
             self.err.write(
                 f"RESUME {self.target} failed: {problem}. PgBouncer may still be "
                 "paused: its clients wait, then fail after query_wait_timeout. Send "
-                f"it yourself: psql '{self.url.redacted()}' -c "
-                f"'RESUME{' ' + self.database if self.database else ''}' (the "
-                f"password is {VARIABLE}'s)"
+                f'it yourself: psql "${VARIABLE}" -c '
+                f"'RESUME{' ' + self.database if self.database else ''}'"
             )
             return False
         self.resume_owed = False
