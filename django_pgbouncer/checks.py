@@ -17,7 +17,7 @@ from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .conf import alias_options, app_settings, direct_alias, pooled_aliases
-from .errors import ConsoleUnavailable, redact
+from .errors import ConfigError, ConsoleUnavailable, redact
 from .observe import console_connect
 from .render import version_parse
 
@@ -103,80 +103,109 @@ def _prepared_statements_on(options: Mapping[str, Any]) -> bool:
     )
 
 
+Entry = Mapping[str, Any]
+
+
+def _server_side_cursors(alias: str, entry: Entry, asgi: bool) -> CheckMessage | None:
+    if entry.get("DISABLE_SERVER_SIDE_CURSORS"):
+        return None
+    return Error(
+        f"Database alias {alias!r} goes through PgBouncer in transaction "
+        "mode with server-side cursors enabled: QuerySet.iterator() fails "
+        "with 'cursor \"_django_curs_...\" does not exist' when its next "
+        "FETCH lands on another server connection.",
+        hint=f"Set DATABASES[{alias!r}]['DISABLE_SERVER_SIDE_CURSORS'] = "
+        "True (django_pgbouncer.database_config does), and iterate big "
+        "tables over the 'direct' alias.",
+        id="django_pgbouncer.E001",
+    )
+
+
+def _prepared_statements(alias: str, entry: Entry, asgi: bool) -> CheckMessage | None:
+    version = alias_options(entry, alias=alias).version
+    if not _prepared_statements_on(entry.get("OPTIONS") or {}) or (
+        version is not None and version_parse(version) >= (1, 21)
+    ):
+        return None
+    return Error(
+        f"Database alias {alias!r} prepares statements "
+        "(server_side_binding with a prepare_threshold), and the "
+        "PgBouncer behind it "
+        f"({version or 'version unknown'}) cannot carry them between "
+        "clients: 'prepared statement \"_pg3_0\" does not exist'.",
+        hint=f"Set DATABASES[{alias!r}]['OPTIONS']['prepare_threshold'] = "
+        "None or drop server_side_binding; with PgBouncer 1.21+ and "
+        "max_prepared_statements > 0, pass pgbouncer_version to "
+        "database_config().",
+        id="django_pgbouncer.E002",
+    )
+
+
+def _assume_role(alias: str, entry: Entry, asgi: bool) -> CheckMessage | None:
+    if not (entry.get("OPTIONS") or {}).get("assume_role"):
+        return None
+    return Error(
+        f"Database alias {alias!r} uses OPTIONS['assume_role'] through "
+        "PgBouncer in transaction mode: Django's SET ROLE stays on a "
+        "pooled server connection and other clients' queries run with "
+        "that role.",
+        hint="Log in as the role itself: a separate USER in DATABASES.",
+        id="django_pgbouncer.E003",
+    )
+
+
+def _kept_under_asgi(alias: str, entry: Entry, asgi: bool) -> CheckMessage | None:
+    if not asgi or (entry.get("CONN_MAX_AGE") or 0) == 0:
+        return None
+    return Warning(
+        f"Database alias {alias!r} keeps connections (CONN_MAX_AGE="
+        f"{entry.get('CONN_MAX_AGE')}) under ASGI, where each request may "
+        "run in a new thread: connections pile up until PgBouncer answers "
+        "'no more connections allowed (max_client_conn)'.",
+        hint=f"Set DATABASES[{alias!r}]['CONN_MAX_AGE'] = 0 under ASGI; "
+        "PgBouncer makes connecting cheap.",
+        id="django_pgbouncer.W004",
+    )
+
+
+def _two_pools(alias: str, entry: Entry, asgi: bool) -> CheckMessage | None:
+    if not (entry.get("OPTIONS") or {}).get("pool"):
+        return None
+    return Error(
+        f"Database alias {alias!r} stacks Django's connection pool "
+        "(OPTIONS['pool']) on PgBouncer: two pools, each process holding "
+        "server-side slots it does not use, and no gain.",
+        hint=f"Remove DATABASES[{alias!r}]['OPTIONS']['pool']; keep "
+        "CONN_MAX_AGE for persistent connections to PgBouncer.",
+        id="django_pgbouncer.E005",
+    )
+
+
+# Checks of each transaction-pooled alias, then of each alias behind PgBouncer in
+# any mode.
+_TRANSACTION_POOLED_CHECKS = (
+    _server_side_cursors,
+    _prepared_statements,
+    _assume_role,
+    _kept_under_asgi,
+)
+_POOLED_CHECKS = (_two_pools,)
+
+
 def config_problems(databases: Databases, *, asgi: bool) -> list[CheckMessage]:
     """The checks that need no server: settings in, messages out."""
-    found: list[CheckMessage] = []
-    for alias, entry in pooled_aliases(databases).items():
-        options = entry.get("OPTIONS") or {}
-        version = alias_options(entry, alias=alias).version
-        if not entry.get("DISABLE_SERVER_SIDE_CURSORS"):
-            found.append(
-                Error(
-                    f"Database alias {alias!r} goes through PgBouncer in transaction "
-                    "mode with server-side cursors enabled: QuerySet.iterator() fails "
-                    "with 'cursor \"_django_curs_...\" does not exist' when its next "
-                    "FETCH lands on another server connection.",
-                    hint=f"Set DATABASES[{alias!r}]['DISABLE_SERVER_SIDE_CURSORS'] = "
-                    "True (django_pgbouncer.database_config does), and iterate big "
-                    "tables over the 'direct' alias.",
-                    id="django_pgbouncer.E001",
-                )
-            )
-        if _prepared_statements_on(options) and (
-            version is None or version_parse(version) < (1, 21)
-        ):
-            found.append(
-                Error(
-                    f"Database alias {alias!r} prepares statements "
-                    "(server_side_binding with a prepare_threshold), and the "
-                    "PgBouncer behind it "
-                    f"({version or 'version unknown'}) cannot carry them between "
-                    "clients: 'prepared statement \"_pg3_0\" does not exist'.",
-                    hint=f"Set DATABASES[{alias!r}]['OPTIONS']['prepare_threshold'] = "
-                    "None or drop server_side_binding; with PgBouncer 1.21+ and "
-                    "max_prepared_statements > 0, pass pgbouncer_version to "
-                    "database_config().",
-                    id="django_pgbouncer.E002",
-                )
-            )
-        if options.get("assume_role"):
-            found.append(
-                Error(
-                    f"Database alias {alias!r} uses OPTIONS['assume_role'] through "
-                    "PgBouncer in transaction mode: Django's SET ROLE stays on a "
-                    "pooled server connection and other clients' queries run with "
-                    "that role.",
-                    hint="Log in as the role itself: a separate USER in DATABASES.",
-                    id="django_pgbouncer.E003",
-                )
-            )
-        if asgi and (entry.get("CONN_MAX_AGE") or 0) != 0:
-            found.append(
-                Warning(
-                    f"Database alias {alias!r} keeps connections (CONN_MAX_AGE="
-                    f"{entry.get('CONN_MAX_AGE')}) under ASGI, where each request may "
-                    "run in a new thread: connections pile up until PgBouncer answers "
-                    "'no more connections allowed (max_client_conn)'.",
-                    hint=f"Set DATABASES[{alias!r}]['CONN_MAX_AGE'] = 0 under ASGI; "
-                    "PgBouncer makes connecting cheap.",
-                    id="django_pgbouncer.W004",
-                )
-            )
-    for alias, entry in databases.items():
-        if alias_options(entry, alias=alias).pool_mode and (
-            entry.get("OPTIONS") or {}
-        ).get("pool"):
-            found.append(
-                Error(
-                    f"Database alias {alias!r} stacks Django's connection pool "
-                    "(OPTIONS['pool']) on PgBouncer: two pools, each process holding "
-                    "server-side slots it does not use, and no gain.",
-                    hint=f"Remove DATABASES[{alias!r}]['OPTIONS']['pool']; keep "
-                    "CONN_MAX_AGE for persistent connections to PgBouncer.",
-                    id="django_pgbouncer.E005",
-                )
-            )
-    return found
+    found = [
+        check(alias, entry, asgi)
+        for alias, entry in pooled_aliases(databases).items()
+        for check in _TRANSACTION_POOLED_CHECKS
+    ]
+    found += [
+        check(alias, entry, asgi)
+        for alias, entry in databases.items()
+        if alias_options(entry, alias=alias).pool_mode
+        for check in _POOLED_CHECKS
+    ]
+    return [message for message in found if message is not None]
 
 
 def migration_problems(
@@ -247,12 +276,14 @@ class _Limits:
     superuser_reserved_connections: int
 
 
-def _limits_ask(admin_url: str, alias: str) -> _Limits:
+def _limits_ask(admin_url: str, alias: str, names: set[str]) -> _Limits:
     from django.db import connections
 
     with console_connect(admin_url) as console:
         config = {item.key: str(item.value) for item in console.show("CONFIG")}
-        pools = sum(1 for p in console.show("POOLS") if p.database != "pgbouncer")
+        # The pools of the aliases' own databases: the `*` fallback also keeps
+        # pools for others (test databases, psql to postgres) for an hour.
+        pools = sum(1 for p in console.show("POOLS") if p.database in names)
     with connections[alias].cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('max_connections')::int,"
@@ -283,9 +314,16 @@ def capacity_check(
     if not databases or not conf.admin_url or not set(databases) & set(pooled):
         return []
     alias = next(a for a in databases if a in pooled)
+    names = {str(entry.get("NAME")) for entry in pooled.values()}
     try:
-        limits = _limits_ask(conf.admin_url, alias)
-    except (ConsoleUnavailable, psycopg.Error, KeyError, ValueError) as error:
+        limits = _limits_ask(conf.admin_url, alias, names)
+    except (
+        ConsoleUnavailable,
+        ConfigError,
+        psycopg.Error,
+        KeyError,
+        ValueError,
+    ) as error:
         reason = redact(" ".join(str(error).split()))
         return [
             Warning(

@@ -197,17 +197,28 @@ class AppSettings:
     asgi: bool
 
 
+def _web_capacity(value: object) -> WebCapacity:
+    fix = 'set it to {"processes": N, "threads": N}, each a whole number of at least 1'
+    if value is None:
+        return WebCapacity()
+    if not isinstance(value, Mapping) or set(value) - {"processes", "threads"}:
+        raise ConfigError("PGBOUNCER_WEB_CAPACITY", f"{value!r} is not that", fix)
+    counts = {key: value.get(key, 1) for key in ("processes", "threads")}
+    for key, count in counts.items():
+        if type(count) is not int or count < 1:
+            raise ConfigError(
+                "PGBOUNCER_WEB_CAPACITY", f"{key} {count!r} is not a count", fix
+            )
+    return WebCapacity(**counts)
+
+
 @functools.cache
 def app_settings() -> AppSettings:
     """Read once, and again after `override_settings` changes one of them."""
-    capacity = getattr(settings, "PGBOUNCER_WEB_CAPACITY", None) or {}
     return AppSettings(
         databases=settings.DATABASES,
         admin_url=getattr(settings, "PGBOUNCER_ADMIN_URL", "") or None,
-        web_capacity=WebCapacity(
-            processes=int(capacity.get("processes", 1)),
-            threads=int(capacity.get("threads", 1)),
-        ),
+        web_capacity=_web_capacity(getattr(settings, "PGBOUNCER_WEB_CAPACITY", None)),
         metrics_token=getattr(settings, "METRICS_TOKEN", "") or "",
         asgi=bool(getattr(settings, "ASGI_APPLICATION", None))
         and not getattr(settings, "WSGI_APPLICATION", None),

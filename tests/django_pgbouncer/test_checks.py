@@ -271,3 +271,46 @@ def test_capacity_check_warns_when_it_cannot_ask(settings, stack, capsys, case):
     assert "PGBOUNCER_ADMIN_URL" in text
     assert secret not in text
     assert "Traceback" not in text
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+def test_capacity_check_counts_only_the_aliases_pools(
+    settings, stack, superuser_conn, admin_console
+):
+    """PgBouncer's `*` entry keeps pools for other databases (psql to postgres, a
+    test database) for an hour; they must not count against the site's budget."""
+    import psycopg
+
+    from tests.fixtures.stack import console_rows
+
+    for name in ("postgres", "template1"):  # two pools that are not the site's
+        with psycopg.connect(stack.pooled_url.with_(name=name).url()) as conn:
+            conn.execute("SELECT 1")
+    config = {
+        r["key"]: int(r["value"])
+        for r in console_rows(admin_console, "SHOW CONFIG")
+        if r["key"] in ("default_pool_size", "reserve_pool_size")
+    }
+    slots = superuser_conn.execute(
+        "SELECT current_setting('max_connections')::int"
+        " - current_setting('superuser_reserved_connections')::int"
+    ).fetchone()[0]
+    # One pool of the site's, plus one direct connection per thread: exactly full.
+    threads = slots - config["default_pool_size"] - config["reserve_pool_size"]
+    settings.PGBOUNCER_ADMIN_URL = stack.admin_console_url.url()
+    settings.PGBOUNCER_WEB_CAPACITY = {"processes": 1, "threads": threads}
+    call_command("check", databases=["default"], tags=["database"])
+    settings.PGBOUNCER_WEB_CAPACITY = {"processes": 1, "threads": threads + 1}
+    with pytest.raises(SystemCheckError, match=r"django_pgbouncer\.E008"):
+        call_command("check", databases=["default"], tags=["database"])
+
+
+@pytest.mark.django_db
+def test_capacity_check_warns_on_a_malformed_console_url(settings, capsys):
+    settings.PGBOUNCER_ADMIN_URL = "postgres://stats:se/cret@127.0.0.1:6432/pgbouncer"
+    call_command("check", databases=["default"], tags=["database"])
+    text = "".join(capsys.readouterr())
+    assert "django_pgbouncer.W009" in text
+    assert "PGBOUNCER_ADMIN_URL" in text
+    assert "se/cret" not in text

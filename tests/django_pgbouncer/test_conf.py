@@ -167,3 +167,30 @@ def test_the_guard_message_names_an_import_that_works(stack):
         cursor.execute("SET LOCAL work_mem = '8MB'")
         cursor.execute("SET work_mem = '8MB'")
         cursor.execute("RESET work_mem")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"processes": "four"},
+        {"processes": 0},
+        {"threads": 2.5},
+        {"workers": 2},
+        [2, 4],
+        "2x4",
+        {"processes": True},
+    ],
+    ids=["text", "zero", "fraction", "unknown-key", "list", "string", "bool"],
+)
+def test_a_malformed_web_capacity_is_named(settings, value):
+    settings.PGBOUNCER_WEB_CAPACITY = value
+    with pytest.raises(ConfigError) as caught:
+        app_settings()
+    assert str(caught.value).startswith("PGBOUNCER_WEB_CAPACITY: ")
+    assert '{"processes": N, "threads": N}' in str(caught.value)
+
+
+def test_a_partial_web_capacity_counts_one_for_the_rest(settings):
+    settings.PGBOUNCER_WEB_CAPACITY = {"threads": 8}
+    capacity = app_settings().web_capacity
+    assert (capacity.processes, capacity.threads) == (1, 8)
