@@ -36,13 +36,12 @@ from django_pgbouncer.databases import PostgresURL, postgres_url_parse
 from django_pgbouncer.env import env_str
 from django_pgbouncer.errors import ConfigError, ConsoleUnavailable, redact
 from django_pgbouncer.observe import Console, console_connect
-from django_pgbouncer.observe.console import Client, ConfigItem, Database
 
 VARIABLE = "PGBOUNCER_MAINTENANCE_URL"
 # Clients queue from the moment PAUSE is sent, so each waits for the PAUSE and CMD
-# together, and PgBouncer fails it after query_wait_timeout (20 s as rendered here).
-# The site's transactions last milliseconds: one still open after 5 s is a job or a
-# stuck client, and waiting for it longer would spend the time CMD needs.
+# together, and PgBouncer fails it after query_wait_timeout (the renderer's default:
+# 20 s). A web request's transactions last milliseconds: one still open after 5 s
+# is a job or a stuck client, and waiting longer would spend the time CMD needs.
 DEFAULT_TIMEOUT = 5.0
 # sysexits.h EX_TEMPFAIL: nothing was done; try again once the transaction ends.
 TIMEOUT_EXIT = 75
@@ -163,8 +162,7 @@ class Maintenance:
     def _preflight(self, console: Console, timeout: float) -> float:
         """query_wait_timeout (0: none); refuses a timeout that reaches it, and a
         database PgBouncer does not serve or that someone else has paused."""
-        config: list[ConfigItem] = console.show("CONFIG")
-        values = {item.key: item.value for item in config}
+        values = {item.key: item.value for item in console.show("CONFIG")}
         wait_limit = float(values.get("query_wait_timeout") or 0)
         if wait_limit and timeout >= wait_limit:
             raise CommandError(
@@ -173,7 +171,7 @@ class Maintenance:
                 "before it ends. Fix: a shorter --timeout"
             )
         if self.database is not None:
-            databases: list[Database] = console.show("DATABASES")
+            databases = console.show("DATABASES")
             found = {d.name: d for d in databases if d.name != "pgbouncer"}
             if self.database not in found:
                 raise CommandError(
@@ -230,7 +228,7 @@ class Maintenance:
         console that waited is closed, so this asks on a new one)."""
         try:
             with console_connect(self.url.url(), variable=VARIABLE) as console:
-                clients: list[Client] = console.show("CLIENTS")
+                clients = console.show("CLIENTS")
         except ConsoleUnavailable as error:
             return f"SHOW CLIENTS failed ({error})"
         busy = [
