@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ConsoleUnavailable
+from ..errors import ConfigError, ConsoleUnavailable
 from .console import (
     ConfigItem,
     Database,
@@ -64,6 +64,40 @@ class PoolState:
         return {**asdict(self), "trouble": self.trouble}
 
 
+def _pool_view(pool: Pool, stat: Stat, size: int, wait_threshold: float) -> PoolView:
+    # Linked to a client and working; servers logging in do not count, or a
+    # PostgreSQL that refuses logins would look like a busy pool.
+    busy = pool.sv_active
+    trouble = []
+    if pool.cl_waiting:
+        trouble.append(f"{pool.cl_waiting} clients waiting")
+    if pool.maxwait_seconds >= wait_threshold:
+        trouble.append(f"longest wait {pool.maxwait_seconds:.1f} s")
+    if busy >= size:
+        trouble.append(f"pool at its limit ({busy} of {size})")
+    return PoolView(
+        database=pool.database,
+        user=pool.user,
+        mode=pool.pool_mode,
+        clients_active=pool.cl_active,
+        clients_waiting=pool.cl_waiting,
+        servers_active=pool.sv_active,
+        servers_idle=pool.sv_idle,
+        servers_used=pool.sv_used,
+        pool_size=size,
+        maxwait_seconds=round(pool.maxwait_seconds, 3),
+        queries_per_second=stat.avg_query_count,
+        transactions_per_second=stat.avg_xact_count,
+        avg_query_ms=round(stat.avg_query_time / 1000, 3),
+        avg_wait_ms=round(stat.avg_wait_time / 1000, 3),
+        total_query_count=stat.total_query_count,
+        total_xact_count=stat.total_xact_count,
+        at_limit=busy >= size,
+        wait_exceeded=pool.maxwait_seconds >= wait_threshold,
+        trouble=tuple(trouble),
+    )
+
+
 def pool_views(
     pools: list[Pool],
     stats: list[Stat],
@@ -77,46 +111,16 @@ def pool_views(
     default_size = int(values.get("default_pool_size", "20") or 20)
     sizes = {d.name: d.pool_size or default_size for d in databases}
     by_db = {s.database: s for s in stats}
-    views = []
-    for pool in pools:
-        if pool.database == "pgbouncer":  # the admin console itself
-            continue
-        stat = by_db.get(pool.database, Stat(database=pool.database))
-        size = sizes.get(pool.database, default_size)
-        # Linked to a client and working; servers logging in do not count, or a
-        # PostgreSQL that refuses logins would look like a busy pool.
-        busy = pool.sv_active
-        trouble = []
-        if pool.cl_waiting:
-            trouble.append(f"{pool.cl_waiting} clients waiting")
-        if pool.maxwait_seconds >= wait_threshold:
-            trouble.append(f"longest wait {pool.maxwait_seconds:.1f} s")
-        if busy >= size:
-            trouble.append(f"pool at its limit ({busy} of {size})")
-        views.append(
-            PoolView(
-                database=pool.database,
-                user=pool.user,
-                mode=pool.pool_mode,
-                clients_active=pool.cl_active,
-                clients_waiting=pool.cl_waiting,
-                servers_active=pool.sv_active,
-                servers_idle=pool.sv_idle,
-                servers_used=pool.sv_used,
-                pool_size=size,
-                maxwait_seconds=round(pool.maxwait_seconds, 3),
-                queries_per_second=stat.avg_query_count,
-                transactions_per_second=stat.avg_xact_count,
-                avg_query_ms=round(stat.avg_query_time / 1000, 3),
-                avg_wait_ms=round(stat.avg_wait_time / 1000, 3),
-                total_query_count=stat.total_query_count,
-                total_xact_count=stat.total_xact_count,
-                at_limit=busy >= size,
-                wait_exceeded=pool.maxwait_seconds >= wait_threshold,
-                trouble=tuple(trouble),
-            )
+    return tuple(
+        _pool_view(
+            pool,
+            by_db.get(pool.database, Stat(database=pool.database)),
+            sizes.get(pool.database, default_size),
+            wait_threshold,
         )
-    return tuple(views)
+        for pool in pools
+        if pool.database != "pgbouncer"  # the admin console itself
+    )
 
 
 def pool_state(
@@ -141,7 +145,9 @@ def pool_state(
                 console.show("CONFIG"),
                 wait_threshold=wait_threshold,
             )
-    except ConsoleUnavailable as error:
+    except (ConsoleUnavailable, ConfigError) as error:
+        # ConfigError: a malformed URL; the state says so (without the password)
+        # rather than failing the page or the probe.
         return PoolState(configured=True, reachable=False, error=str(error))
     version = versions[0].version if versions else ""
     return PoolState(configured=True, reachable=True, version=version, pools=views)

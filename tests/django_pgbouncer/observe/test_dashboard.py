@@ -406,3 +406,25 @@ def test_a_healthy_pool_is_not_highlighted(staff_client, fabricate):
             assert not page.alert(pool, cell), (pool, cell)
         assert page.field(pool, "trouble") == ""
         assert not page.shown(pool, "trouble")
+
+
+MALFORMED = "postgres://stats:se/cret@127.0.0.1:6432/pgbouncer"  # '/' not encoded
+
+
+def test_a_malformed_console_url_is_a_state_not_a_failure():
+    from django_pgbouncer.observe import pool_state
+
+    state = pool_state(MALFORMED)
+    assert (state.configured, state.reachable) == (True, False)
+    assert state.error.startswith("PGBOUNCER_ADMIN_URL: ")
+    assert "se/cret" not in state.error
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+def test_probes_and_metrics_answer_with_a_malformed_console_url(settings, client):
+    settings.PGBOUNCER_ADMIN_URL = MALFORMED
+    for path in ("/readyz",):
+        response = client.get(path, REMOTE_ADDR="127.0.0.1")
+        assert response.status_code in (200, 503), path
+        assert b"se/cret" not in response.content
