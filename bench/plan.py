@@ -2,17 +2,19 @@
 
 `latest` is the comparison the docs quote, so only a full run may write it: --quick
 writes `quick`, and a run narrowed to some configurations or changed by --variant
-or --set must be named.
+or --set must be named, with a name no committed result has.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import configs as cfg
 
 LATEST, QUICK = "latest", "quick"
+RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP_SECONDS = 2
 
 
@@ -74,10 +76,18 @@ def _name(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     name: str = args.name or (QUICK if args.quick else LATEST)
     if not name.replace("-", "").replace("_", "").isalnum():
         parser.error("--name takes letters, digits, - and _")
-    if name == LATEST and not args.render and (args.quick or narrowed):
+    partial = not args.render and (args.quick or narrowed)
+    if partial and name == LATEST:
         parser.error(
             f"results/{LATEST}.* is the full comparison the docs quote: "
             "name this run with --name"
+        )
+    if partial and name != QUICK and (RESULTS / f"{name}.json").exists():
+        # bench/README.md quotes every result file there is: a partial run must
+        # not change one under its name.
+        parser.error(
+            f"results/{name}.json exists and bench/README.md quotes it: "
+            "give this quick or narrowed run a new --name"
         )
     return name
 

@@ -80,3 +80,18 @@ def test_plan_parse_keeps_partial_runs_out_of_latest(argv, capsys):
 def test_plan_parse_refuses_bad_values(argv):
     with pytest.raises(SystemExit):
         plan_parse(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--quick", "--name", "proposals"],
+        ["--configs", "6", "--name", "explore-queries"],
+        ["--quick", "--name", "full-default"],
+    ],
+    ids=["quick", "narrowed", "quick-full-default"],
+)
+def test_plan_parse_keeps_partial_runs_off_every_quoted_result(argv, capsys):
+    with pytest.raises(SystemExit):
+        plan_parse(argv)
+    assert "give this quick or narrowed run a new --name" in capsys.readouterr().err
