@@ -130,15 +130,16 @@ DIRECT_ALIAS = "direct"
 
 # Persistent connections from each gunicorn thread to PgBouncer. Reconnecting per
 # request costs a full SCRAM exchange (PgBouncer 1.18 has no fast ad-hoc SCRAM): the
-# list page served 370 req/s with CONN_MAX_AGE=0 and 835 with 600 (bench/README.md,
-# configurations 5 and 6 of bench/results/latest.json, medians of 3 interleaved
-# rounds). An idle client connection costs PgBouncer about 2 kB and no PostgreSQL
-# backend.
+# list page at 16 clients served 370 req/s with CONN_MAX_AGE=0 and 835 with 600
+# (medians of 3 interleaved rounds; configurations 5 and 6 of
+# bench/results/latest.json, bench/README.md). An idle client connection costs
+# PgBouncer about 2 kB and no PostgreSQL backend.
 DEFAULT_CONN_MAX_AGE = 600
-# Django's health check is a `SELECT 1` round trip before each request; in
-# interleaved rounds it cost the list page a fifth of its throughput (586 req/s with
-# it, 716 without: bench/results/explore-queries.json, described in bench/README.md).
-# Behind PgBouncer only PgBouncer can close a kept connection, and
+# Django's health check is a `SELECT 1` round trip before each request; it cost the
+# list page a fifth of its throughput at 16 clients: 586 req/s with it, 716 without
+# (medians of interleaved rounds on the site as of commit a4275c1's parent, whose
+# list page still counted its rows: bench/results/explore-queries.json, described in
+# bench/README.md). Behind PgBouncer only PgBouncer can close a kept connection, and
 # django_pgbouncer.guard.stale notices that with a poll() on the socket instead, for
 # about a microsecond.
 DEFAULT_CONN_HEALTH_CHECKS = False
