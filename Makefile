@@ -1,11 +1,20 @@
 # The front door: `make run` starts the site, `make test` proves it.
-.PHONY: run test lint typecheck pytest bootstrap bootstrap-test bootstrap-dev bench \
-	bench-quick manage clean
+.PHONY: run restart-postgres restart-pgbouncer test lint typecheck pytest bootstrap \
+	bootstrap-test bootstrap-dev bench bench-quick manage clean
 
 PY := .venv/bin/python
 
 run: bootstrap
 	$(PY) -m devstack
+
+# Restart a server of the running `make run` without stopping it (0 failed
+# requests): PostgreSQL inside pgbouncer_maintenance (PAUSE, restart, RESUME),
+# PgBouncer by starting the new process on the port before the old one leaves.
+restart-postgres:
+	$(PY) -m devstack restart postgres
+
+restart-pgbouncer:
+	$(PY) -m devstack restart pgbouncer
 
 test: bootstrap-test lint typecheck pytest
 

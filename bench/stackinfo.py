@@ -38,7 +38,7 @@ def server_connections_reset(stack: Stack, timeout: float = 15.0) -> None:
     """Close PgBouncer's idle server connections to the site's database and wait
     (up to `timeout`) for the last backend to go, so each configuration's peak is
     its own (they would stay server_idle_timeout, 600 s by default)."""
-    console_command(stack.admin_console_url.url(), "RECONNECT", APP_DB)
+    console_command(stack.maintenance_console_url.url(), "RECONNECT", APP_DB)
     superuser = stack.postgres.config.superuser_url().url()
     deadline = time.monotonic() + timeout
     left = backends_count(superuser, APP_DB)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,12 @@ from django_pgbouncer.render import (
 )
 
 from .errors import ServersMissing, StackError
-from .process import Account, Child, port_require_free
+from .process import Account, Child, port_require_free, port_wait_free
+
+# How long the new PgBouncer of a restart may take to listen, and the old one to
+# finish its transactions and go (1.18's SIGINT: PAUSE, then exit).
+START_SECONDS = 20.0
+STOP_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class PgBouncer:
         self.binary = binary
         self.version = pgbouncer_version_detect(binary)
         self.log = config.workdir / "pgbouncer.log"
+        self.ini = config.workdir / "pgbouncer.ini"
         self.child: Child | None = None
 
     def write_files(self) -> Path:
@@ -67,21 +74,53 @@ class PgBouncer:
         port_require_free(
             cfg.host, cfg.port, what="PgBouncer", variable="DEVSTACK_PGBOUNCER_PORT"
         )
-        ini = self.write_files()
+        self.ini = self.write_files()
         self.log.touch()
         cfg.account.own(self.log)
+        self.child = self._child()
+        self.child.start(timeout=START_SECONDS)
+
+    def _child(self) -> Child:
+        cfg = self.config
         # SIGINT is 1.18's graceful shutdown (PAUSE, then exit); SIGTERM drops
         # transactions in flight.
-        self.child = Child(
+        return Child(
             "PgBouncer",
-            [self.binary, str(ini)],
+            [self.binary, str(self.ini)],
             log=self.log,
             host=cfg.host,
             port=cfg.port,
             account=cfg.account,
             stop_signal=signal.SIGINT,
         )
-        self.child.start(timeout=20)
+
+    def shares_port(self) -> bool:
+        """Whether the running files say so_reuseport = 1: a second PgBouncer may
+        then listen on the port beside this one."""
+        text = self.ini.read_text() if self.ini.exists() else ""
+        return re.search(r"^so_reuseport\s*=\s*1\s*$", text, re.MULTILINE) is not None
+
+    def restart(self) -> None:
+        """A new PgBouncer process, with the files of the running one.
+
+        With so_reuseport the new one listens before the old one gets SIGINT, so
+        the port never refuses a client: the kernel hands new connections to
+        either, and the old one, paused, finishes its transactions in flight and
+        exits; its clients reconnect (the site's stale-connection check does it),
+        reaching the new one. Without so_reuseport, or with no PgBouncer running
+        (a crash), it is stop, then start."""
+        old = self.child
+        if old is None or old.exited() is not None or not self.shares_port():
+            if old is not None:
+                old.stop(timeout=STOP_SECONDS)
+            port_wait_free(self.config.host, self.config.port, timeout=STOP_SECONDS)
+            self.child = self._child()
+            self.child.start(timeout=START_SECONDS)
+            return
+        new = self._child()
+        new.start(timeout=START_SECONDS, own_socket=True)
+        self.child = new
+        old.stop(timeout=STOP_SECONDS)
 
     def reload(self) -> None:
         """Re-render the files and have PgBouncer re-read them (SIGHUP)."""

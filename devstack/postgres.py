@@ -17,9 +17,13 @@ from django_pgbouncer import PostgresURL
 from django_pgbouncer.render import private_file_write
 
 from .errors import ServersMissing, StackError
-from .process import Account, Child, port_require_free, run_checked
+from .process import Account, Child, port_require_free, port_wait_free, run_checked
 
 SUPERUSER = "postgres"
+# After a crash the killed postmaster's children may hold the port and the shared
+# memory a moment longer ("pre-existing shared memory block is still in use"): a
+# restart tries again for this long.
+RESTART_SECONDS = 20.0
 
 
 def postgres_bindir() -> Path:
@@ -58,6 +62,15 @@ class PostgresConfig:
         return PostgresURL(
             SUPERUSER, self.superuser_password, self.host, self.port, dbname
         )
+
+
+def _starting(error: psycopg.OperationalError) -> bool:
+    """Whether the server refused a login only because it is not ready yet (still
+    starting, or recovering after a crash)."""
+    return any(
+        words in str(error)
+        for words in ("starting up", "not yet accepting", "in recovery mode")
+    )
 
 
 class Postgres:
@@ -143,7 +156,7 @@ class Postgres:
                 ):
                     return
             except psycopg.OperationalError as error:
-                if "starting up" not in str(error) or time.monotonic() > deadline:
+                if not _starting(error) or time.monotonic() > deadline:
                     raise StackError(
                         f"PostgreSQL on port {self.config.port} refuses the "
                         f"superuser: {error}. If {self.config.datadir} was made by "
@@ -178,3 +191,19 @@ class Postgres:
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop(timeout=60)
+
+    def restart(self) -> None:
+        """Stop it (fast shutdown: sessions end, nothing is lost) if it runs, and
+        start it again; after a crash, as soon as what is left of it lets go."""
+        self.stop()
+        cfg = self.config
+        deadline = time.monotonic() + RESTART_SECONDS
+        port_wait_free(cfg.host, cfg.port, timeout=RESTART_SECONDS)
+        while True:
+            try:
+                self.start()
+                return
+            except StackError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)

@@ -13,12 +13,14 @@ import pwd
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StackError
+from .procfs import parent_death_signal_set, pid_listens
 
 # PostgreSQL and PgBouncer refuse to run as root; when started by root they run as
 # this account (Debian's postgresql package creates it).
@@ -93,6 +95,16 @@ def port_require_free(host: str, port: int, *, what: str, variable: str) -> None
         )
 
 
+def port_wait_free(host: str, port: int, *, timeout: float) -> bool:
+    """Wait (up to `timeout`) for a port that a stopped server held to be free."""
+    deadline = time.monotonic() + timeout
+    while not port_free(host, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -101,8 +113,26 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
+def _parent_death_stop(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel send `sig` (the child's own graceful stop)
+    when the thread starting it dies, however it dies (SIGKILL, the OOM killer):
+    the servers of a dead `make run` stop instead of holding their ports.
+
+    The signal follows the starting *thread*: a server started by a thread that
+    ends before it would be stopped then, so only the main thread asks for it.
+    DEVSTACK_PDEATHSIG=0 turns it off: the tests make orphans with it, to prove
+    that the next run finds them (devstack.records)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if os.environ.get("DEVSTACK_PDEATHSIG", "").strip() == "0":
+        return None
+    return lambda: parent_death_signal_set(sig)
+
+
 class Child:
-    """One server process: started, waited for on its port, stopped on demand."""
+    """One server process: started, waited for on its port, stopped on demand.
+
+    It stops with its parent: see _parent_death_stop."""
 
     def __init__(
         self,
@@ -122,7 +152,9 @@ class Child:
         self.env, self.stop_signal, self.cwd = env, stop_signal, cwd
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, own_socket: bool = False) -> None:
+        """Start it and wait until its port accepts; with `own_socket`, until the
+        process itself listens there (another may share the port: SO_REUSEPORT)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             try:
@@ -136,7 +168,11 @@ class Child:
                         else ""
                     )
                 ) from None
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, own_socket=own_socket)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
 
     def _popen(self, out: object) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
@@ -147,10 +183,19 @@ class Child:
             env=dict(self.env) if self.env is not None else None,
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            preexec_fn=_parent_death_stop(self.stop_signal),
             **self.account.popen_kwargs(),
         )
 
-    def wait_ready(self, timeout: float) -> None:
+    def _accepts(self, own_socket: bool) -> bool:
+        if own_socket:
+            return self.pid is not None and pid_listens(self.pid, self.port)
+        with contextlib.suppress(OSError):
+            socket.create_connection((self.host, self.port), timeout=0.5).close()
+            return True
+        return False
+
+    def wait_ready(self, timeout: float, *, own_socket: bool = False) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -158,8 +203,7 @@ class Child:
                     f"{self.name} exited with code {self.process.returncode} while "
                     f"starting. The end of its log ({self.log}):\n{log_tail(self.log)}"
                 )
-            with contextlib.suppress(OSError):
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
+            if self._accepts(own_socket):
                 return
             time.sleep(0.05)
         self.stop()
@@ -177,7 +221,13 @@ class Child:
             self.process.send_signal(sig)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
+            return
+        if self.process.poll() is not None:
+            # Dead (a crash): what it started may live on in its process group, as
+            # gunicorn's workers do until they notice, holding the port.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, self.stop_signal)
             return
         self.process.send_signal(self.stop_signal)
         try:

@@ -1,21 +1,33 @@
 """`make run`: start PostgreSQL, PgBouncer and gunicorn, say where they are, watch
-them, and stop them all on Ctrl-C (or SIGTERM), or when one of them dies."""
+them (devstack.monitor: restarts asked for, crashes), and stop them all on Ctrl-C,
+SIGTERM or SIGHUP, or when gunicorn dies.
+
+Its servers die with it however it dies (process.Child); a run that finds servers
+an earlier one left behind stops them first and says so (devstack.records)."""
 
 from __future__ import annotations
 
 import signal
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 from django_pgbouncer.render import private_file_write
 
-from .errors import StackError
+from .control import control_dir_ensure
+from .monitor import Monitor
 from .process import Account, Child, port_require_free, run_checked
-from .stack import PROJECT_DIR, Stack, StackSettings, run_env, web_child
+from .procfs import parent_death_signal_set
+from .records import run_claim, run_release, servers_record
+from .stack import (
+    MAINTENANCE_VARIABLE,
+    PROJECT_DIR,
+    Stack,
+    StackSettings,
+    run_env,
+    web_child,
+)
 
 __all__ = ["run"]
 
@@ -29,12 +41,14 @@ def _manage(*args: str, env: Mapping[str, str]) -> str:
 
 
 def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
-    """The connection URLs for psql and `make manage` (0600: they hold passwords)."""
+    """The connection URLs for psql, `make manage` and the maintenance command
+    (0600: they hold passwords). The site's environment has all but the last."""
     path = stack.settings.root / "stack.env"
     lines = [f"WEB_URL={stack.web_url}"] + [
         f"{key}={env[key]}"
         for key in ("DATABASE_URL", "DIRECT_DATABASE_URL", "PGBOUNCER_ADMIN_URL")
     ]
+    lines.append(f"{MAINTENANCE_VARIABLE}={stack.maintenance_console_url.url()}")
     private_file_write(path, "\n".join(lines) + "\n")
     return path
 
@@ -43,12 +57,26 @@ class _Stop(Exception):
     pass
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def _signals_stop() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal closed, or the parent died, below)
+    stop the run cleanly. A SIGHUP ignored when we started (nohup) stays ignored."""
+
     def handler(signum: int, frame: object) -> None:
         raise _Stop(signal.Signals(signum).name)
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {
+        sig: signal.signal(sig, handler)
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    if signal.SIGHUP in old:
+        # make run's own parent (make, a shell, a test) dying by SIGKILL sends no
+        # SIGHUP; the kernel sends one then, and the run stops cleanly.
+        parent_death_signal_set(signal.SIGHUP)
     try:
         yield
     finally:
@@ -75,26 +103,35 @@ def _ready_print(stack: Stack, stack_env: Path) -> None:
         f"\nThe site:   {stack.web_url}/\nThe admin:  {stack.web_url}/admin/"
         f"\nConnection URLs (for psql, tools): {stack_env}\n"
         f"Logs: {stack.settings.root}/*.log, pgbouncer/, postgres/\n"
+        "Restart a server: make restart-postgres, make restart-pgbouncer.\n"
         "Ctrl-C stops everything.",
         flush=True,
     )
 
 
-def _watch(children: Sequence[Child | None]) -> NoReturn:
-    """Raise when one of `children` exits; until then, wait."""
-    while True:
-        for child in children:
-            if child is not None and child.exited() is not None:
-                raise StackError(
-                    f"{child.name} stopped unexpectedly (exit {child.exited()}); see "
-                    f"its log: {child.log}. Stopping the rest."
-                )
-        time.sleep(0.5)
+def _servers_start(stack: Stack, environ: Mapping[str, str]) -> Child:
+    """PostgreSQL, PgBouncer, the site prepared, gunicorn; each recorded once up."""
+    root = stack.settings.root
+    print(f"Starting PostgreSQL and PgBouncer (data in {root}) ...")
+    stack.start()
+    servers_record(root, [stack.postgres.child, stack.pgbouncer.child])
+    env = _site_prepare(stack, environ)
+    web = web_child(stack, env, account=Account.for_servers("nobody"))
+    try:
+        web.start(timeout=30)
+    finally:
+        servers_record(root, [stack.postgres.child, stack.pgbouncer.child, web])
+    _ready_print(stack, _stack_env_write(stack, env))
+    return web
 
 
 def run(environ: Mapping[str, str]) -> int:
     """`make run`: start everything, print where it is, stop it all on Ctrl-C."""
     settings = StackSettings.from_env(environ)
+    settings.root.mkdir(parents=True, exist_ok=True)
+    for line in run_claim(settings.root):
+        print(line, flush=True)
+    control_dir_ensure(settings.root)
     port_require_free(
         settings.web_host, settings.web_port, what="The web server", variable="WEB_PORT"
     )
@@ -102,24 +139,21 @@ def run(environ: Mapping[str, str]) -> int:
     web: Child | None = None
     with _signals_stop():
         try:
-            print(f"Starting PostgreSQL and PgBouncer (data in {settings.root}) ...")
-            stack.start()
-            env = _site_prepare(stack, environ)
-            web = web_child(stack, env, account=Account.for_servers("nobody"))
-            web.start(timeout=30)
-            _ready_print(stack, _stack_env_write(stack, env))
-            _watch([web, stack.pgbouncer.child, stack.postgres.child])
+            web = _servers_start(stack, environ)
+            monitor = Monitor(stack, web)
+            monitor.watch()
         except _Stop as stop:
             print(f"\n{stop}: stopping the web server, PgBouncer, PostgreSQL ...")
             return 0
         finally:
             # A second Ctrl-C must not cut the shutdown short: the servers run in
             # sessions of their own and would be left running.
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
             try:
                 if web is not None:
                     web.stop()
             finally:
                 stack.stop()
-    return 1  # not reached: _watch returns only by raising
+                run_release(settings.root)
+    return 1  # not reached: watch() returns only by raising

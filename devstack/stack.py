@@ -25,7 +25,11 @@ from .reach import reach_ensure
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 APP_USER = APP_DB = "app"
-ADMIN_CONSOLE_USER = "pgbouncer_admin"
+# Two console users: the site's may only read (stats_users: SHOW), the operator's
+# may PAUSE, RESUME and RECONNECT (admin_users), and is never handed to the site.
+STATS_CONSOLE_USER = "pgbouncer_stats"
+MAINTENANCE_CONSOLE_USER = "pgbouncer_admin"
+MAINTENANCE_VARIABLE = "PGBOUNCER_MAINTENANCE_URL"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ def secrets_load(path: Path) -> dict[str, str]:
         "postgres_password",
         "app_password",
         "admin_console_password",
+        "maintenance_console_password",
         "django_secret_key",
     )
     data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
@@ -106,8 +111,12 @@ class Stack:
                     **settings.pgbouncer_variables,
                     "POSTGRES_DATABASE_URL": self.direct_url.url(),
                     "PGBOUNCER_ADMIN_URL": self.admin_console_url.url(),
-                    "ADMIN_USERS": ADMIN_CONSOLE_USER,
-                    "STATS_USERS": ADMIN_CONSOLE_USER,
+                    MAINTENANCE_VARIABLE: self.maintenance_console_url.url(),
+                    "ADMIN_USERS": MAINTENANCE_CONSOLE_USER,
+                    "STATS_USERS": STATS_CONSOLE_USER,
+                    # A restart starts the new PgBouncer on the port before the old
+                    # one leaves, so the port never refuses a client (pgbouncer.py).
+                    "SO_REUSEPORT": "1",
                 },
             )
         )
@@ -128,9 +137,22 @@ class Stack:
 
     @property
     def admin_console_url(self) -> PostgresURL:
+        """The site's console user (PGBOUNCER_ADMIN_URL): stats_users, SHOW only."""
         return PostgresURL(
-            ADMIN_CONSOLE_USER,
+            STATS_CONSOLE_USER,
             self.secrets["admin_console_password"],
+            "127.0.0.1",
+            self.settings.pgbouncer_port,
+            "pgbouncer",
+        )
+
+    @property
+    def maintenance_console_url(self) -> PostgresURL:
+        """The operator's console user (PGBOUNCER_MAINTENANCE_URL): admin_users,
+        for PAUSE, RESUME, RECONNECT. Never in the site's environment."""
+        return PostgresURL(
+            MAINTENANCE_CONSOLE_USER,
+            self.secrets["maintenance_console_password"],
             "127.0.0.1",
             self.settings.pgbouncer_port,
             "pgbouncer",
@@ -167,9 +189,11 @@ class Stack:
 
 def run_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
     """What `make run` hands the site: production-shaped (DEBUG off, whitenoise),
-    plain HTTP on loopback, the stack's URLs; the caller's variables win."""
+    plain HTTP on loopback, the stack's URLs; the caller's variables win, except
+    PGBOUNCER_MAINTENANCE_URL, which the site never holds (a shell that sourced
+    stack.env has it)."""
     return {
-        **environ,
+        **{k: v for k, v in environ.items() if k != MAINTENANCE_VARIABLE},
         **stack.site_env(),
         "DJANGO_DEBUG": environ.get("DJANGO_DEBUG", "0"),
         "DJANGO_HTTPS": environ.get("DJANGO_HTTPS", "0"),

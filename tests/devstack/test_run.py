@@ -1,103 +1,45 @@
 """`make run`'s program from the outside: it starts everything, serves the site
 through PgBouncer, stops every process on SIGTERM, and keeps its data; as root,
-from a checkout inside a private (0700) folder too."""
+from a checkout inside a private (0700) folder too. The web server holds the
+console user that may only read; the one that may PAUSE is the operator's.
 
+Restarts and crashes: test_restart.py; orphans: test_orphans.py."""
+
+import json
 import os
 import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from devstack.process import port_free, port_pick
+from devstack.procfs import pid_alive
 from devstack.stack import PROJECT_DIR
+from tests.devstack.runs import (
+    Run,
+    assert_all_stopped,
+    home_page,
+    ports_pick,
+)
 from tests.fixtures.acl import acl_user_ids
 
 pytestmark = pytest.mark.servers
 
 
-class Run:
-    """`python -m devstack` from `cwd`, its data in `root` (None: cwd/.devstack)."""
-
-    def __init__(
-        self, root: Path | None, ports: dict[str, int], *, cwd: Path = PROJECT_DIR
-    ):
-        self.root, self.ports = root, ports
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DJANGO_", "DATABASE_URL", "DIRECT_", "DEVSTACK_DIR"))
-            and k != "PYTHONPATH"  # the checkout in cwd is the one that runs
-        }
-        env |= {"DEVSTACK_SEED_POSTS": "7"}
-        env |= {"DEVSTACK_DIR": str(root)} if root is not None else {}
-        env |= {k: str(v) for k, v in ports.items()}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-
-    def wait_ready(self, timeout: float = 120) -> str:
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                return "".join(self.lines)
-        self.proc.kill()
-        pytest.fail("make run did not come up:\n" + "".join(self.lines))
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(60)
-        assert self.proc.stdout is not None
-        self.lines += self.proc.stdout.readlines()
-        self.proc.stdout.close()
-        return code
-
-
-def assert_all_stopped(ports: dict[str, int], folder: Path) -> None:
-    for port in ports.values():
-        assert port_free("127.0.0.1", port), f"port {port} still in use after stop"
-    leftover = subprocess.run(
-        ["pgrep", "-f", str(folder)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert leftover == [], "processes of the run are still alive"
-
-
-def home_page(ports: dict[str, int]) -> bytes:
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{ports['WEB_PORT']}/", timeout=30
-    ) as response:
-        return bytes(response.read())
-
-
 @pytest.fixture
 def ports():
     """Free ports for a run."""
-    return {
-        "DEVSTACK_POSTGRES_PORT": port_pick(),
-        "DEVSTACK_PGBOUNCER_PORT": port_pick(),
-        "WEB_PORT": port_pick(),
-    }
+    return ports_pick()
 
 
 def test_run_serves_stops_and_keeps_data(ports, scratch):
     root = scratch("test-run-")
-    first = Run(root, ports)
+    # A shell that sourced stack.env passes the maintenance URL on to make run.
+    first = Run(root, ports, PGBOUNCER_MAINTENANCE_URL="postgres://o:p@h:1/pgbouncer")
     try:
         output = first.wait_ready()
         assert "password " in output  # the admin's, shown on the first run
@@ -114,9 +56,11 @@ def test_run_serves_stops_and_keeps_data(ports, scratch):
             "DATABASE_URL",
             "DIRECT_DATABASE_URL",
             "PGBOUNCER_ADMIN_URL",
+            "PGBOUNCER_MAINTENANCE_URL",
         }
         assert f":{ports['DEVSTACK_PGBOUNCER_PORT']}/app" in stack_env["DATABASE_URL"]
         assert oct((root / "stack.env").stat().st_mode & 0o777) == "0o600"
+        assert_web_never_holds_the_maintenance_user(root, stack_env)
     finally:
         # Two signals in a row: the second must not cut the shutdown short.
         first.proc.send_signal(signal.SIGTERM)
@@ -132,25 +76,51 @@ def test_run_serves_stops_and_keeps_data(ports, scratch):
         assert second.stop() == 0
 
 
-def test_run_stops_everything_when_a_child_dies(ports, scratch):
+def web_pids(root: Path) -> list[int]:
+    """gunicorn's master (from the run's record) and its workers."""
+    record = json.loads((root / "run.json").read_text())
+    (master,) = [s["pid"] for s in record["servers"] if s["name"] == "gunicorn"]
+    workers = subprocess.run(
+        ["pgrep", "-P", str(master)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [master, *map(int, workers)]
+
+
+def assert_web_never_holds_the_maintenance_user(
+    root: Path, stack_env: dict[str, str]
+) -> None:
+    """No gunicorn process has PGBOUNCER_MAINTENANCE_URL or its password in its
+    environment, though make run's own environment had one (the caller's shell
+    may have sourced stack.env); the site's console URL is the stats user's."""
+    secrets = json.loads((root / "secrets.json").read_text())
+    password = secrets["maintenance_console_password"]
+    assert password in stack_env["PGBOUNCER_MAINTENANCE_URL"]
+    assert "//pgbouncer_admin:" in stack_env["PGBOUNCER_MAINTENANCE_URL"]
+    assert "//pgbouncer_stats:" in stack_env["PGBOUNCER_ADMIN_URL"]
+    pids = web_pids(root)
+    assert len(pids) >= 2, "gunicorn's master and at least one worker"
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"PGBOUNCER_ADMIN_URL=" in environ  # the read is a real one
+        assert b"PGBOUNCER_MAINTENANCE_URL" not in environ
+        assert password.encode() not in environ
+
+
+def test_run_stops_everything_when_gunicorn_dies(ports, scratch):
+    """PostgreSQL and PgBouncer are restarted when they crash (test_restart.py);
+    gunicorn's master restarts its own workers, so its death is a broken start
+    that a restart would repeat: the run stops, naming the log."""
     root = scratch("test-run-crash-")
     run = Run(root, ports)
     run.wait_ready()
-    pgbouncer = subprocess.run(
-        ["pgrep", "-f", f"pgbouncer {root}/pgbouncer/pgbouncer.ini"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert len(pgbouncer) == 1
-    os.kill(int(pgbouncer[0]), signal.SIGKILL)
-    assert run.proc.wait(60) == 1
-    assert run.stop() == 1
-    output = "".join(run.lines)
-    assert "PgBouncer stopped unexpectedly" in output
-    assert "Traceback" not in output
-    for port in ports.values():
-        assert port_free("127.0.0.1", port), f"port {port} still in use"
+    master = web_pids(root)[0]
+    os.kill(master, signal.SIGKILL)
+    assert run.wait_exit(60) == 1
+    assert "gunicorn stopped unexpectedly (killed by SIGKILL)" in run.output
+    assert f"see its log: {root / 'web.log'}. Stopping the rest." in run.output
+    assert "Traceback" not in run.output
+    assert not pid_alive(master)
+    assert_all_stopped(ports, root, within=10)  # its workers, told to go
 
 
 @pytest.mark.parametrize(
