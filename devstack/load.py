@@ -144,6 +144,7 @@ class _Client:
         )
         self.cookies: dict[str, str] = {}
         self.samples: list[Sample] = []
+        self.served = 0  # answers on the current connection: is it a kept one?
 
     def _headers(self, body: bool) -> dict[str, str]:
         headers = {"Host": f"{self.plan.host}:{self.plan.port}"}
@@ -165,9 +166,13 @@ class _Client:
             text = response.read().decode("utf-8", "replace")
         except (OSError, http.client.HTTPException) as error:
             self.conn.close()  # the next request opens a new connection
-            self._record(method, path, 0, start, None, f"{type(error).__name__}")
+            kept = f"kept after {self.served} answers" if self.served else "new"
+            detail = f"{type(error).__name__} on a {kept} connection"
+            self._record(method, path, 0, start, None, detail)
+            self.served = 0
             time.sleep(ERROR_PAUSE_SECONDS)
             return 0, ""
+        self.served = 0 if response.will_close else self.served + 1
         for header in response.headers.get_all("Set-Cookie") or []:
             for name, morsel in SimpleCookie(header).items():
                 self.cookies[name] = morsel.value
@@ -221,6 +226,10 @@ class _Client:
                 f"prints it once; changepassword sets a new one)"
             )
         self.samples.clear()  # the login is set-up, not load
+        # The load starts on a new connection: this one may idle past gunicorn's
+        # keep-alive (2 s) while the other writers log in, and be closed by it.
+        self.conn.close()
+        self.served = 0
 
     def write(self, number: int) -> None:
         """Add a post through the admin, as a person would (a 302 when saved)."""

@@ -15,18 +15,20 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import StackError
 from ..load import Sample, recovery_seconds
 from ..stack import APP_DB, APP_USER
 from .runner import FaultRun, Scenario, Timeline
-from .site import FaultSite
+from .site import FaultSite, pg_ctl
 from .watch import posts_locked
 
 __all__ = ["SCENARIOS", "scenario_named"]
 
 # Requests pile up on the lock this long before the fault lands on them.
 SETTLE_SECONDS = 0.5
-# How long a crashed PostgreSQL stays down before it is started again.
-DOWN_SECONDS = 1.0
+# How long a crashed PostgreSQL stays down before it is started again: long
+# enough for PgBouncer to fail a login to it, and so wait server_login_retry.
+DOWN_SECONDS = 0.5
 # The overload: a pool of 1 whose one server connection waits on a lock this long,
 # while the others wait in PgBouncer's queue for QUERY_WAIT_TIMEOUT.
 OVERLOAD_SECONDS = 5.0
@@ -73,6 +75,90 @@ def _app_pool(site: FaultSite) -> Any:
 def _app_xacts(site: FaultSite) -> int:
     stats = next(s for s in site.console("STATS") if s.database == APP_DB)
     return int(stats.total_xact_count)
+
+
+# --- planned PostgreSQL restart through the maintenance command --------------
+
+
+def planned_restart(site: FaultSite, timeline: Timeline) -> None:
+    """`manage.py pgbouncer_maintenance -- pg_ctl restart`, as an operator runs
+    it: PAUSE, the restart, RESUME, with the console user that may PAUSE."""
+    timeline.servers["started_before"] = _postmaster_started(site)
+    url = site.stack.maintenance_console_url.url()
+    timeline.mark("fault")
+    try:
+        site.manage(
+            "pgbouncer_maintenance",
+            "--timeout",
+            "10",
+            "--",
+            *pg_ctl(site.stack, "restart"),
+            env={"PGBOUNCER_MAINTENANCE_URL": url},
+        )
+        timeline.servers["maintenance"] = "exit 0"
+    except StackError as error:
+        timeline.servers["maintenance"] = str(error)[-400:]
+    timeline.mark("done")
+    timeline.servers["started_after"] = _postmaster_started(site)
+    timeline.servers["paused_after"] = [
+        d.paused for d in site.console("DATABASES") if d.name == APP_DB
+    ]
+
+
+def planned_restart_check(run: FaultRun) -> list[str]:
+    failures = run.failures()
+    problems = []
+    if failures:
+        problems.append(f"{len(failures)} requests failed: {_failed_text(failures)}")
+    if run.servers["maintenance"] != "exit 0":
+        problems.append(f"the maintenance command failed: {run.servers['maintenance']}")
+    if run.servers["started_after"] == run.servers["started_before"]:
+        problems.append("pg_postmaster_start_time() did not change: no restart")
+    if run.servers["paused_after"] != [0]:
+        problems.append(f"SHOW DATABASES after: paused {run.servers['paused_after']}")
+    problems += _waited_through(run, "fault", "done")
+    return problems
+
+
+def _waited_through(run: FaultRun, start: str, end: str) -> list[str]:
+    """The fault must have met requests: some started while it lasted."""
+    begun = [s for s in run.samples if run.events[start] <= s.start <= run.events[end]]
+    if begun:
+        return []
+    return [f"no request started between {start} and {end}: it proved nothing"]
+
+
+# --- PgBouncer restarted -------------------------------------------------------
+
+
+def pgbouncer_restart(site: FaultSite, timeline: Timeline) -> None:
+    """devstack's PgBouncer restart: a new process on the port, then the old one
+    stopped (SIGINT: 1.18's PAUSE, then exit)."""
+    bouncer = site.stack.pgbouncer
+    timeline.servers["xacts_before"] = _app_xacts(site)
+    old = bouncer.child.process.pid if bouncer.child and bouncer.child.process else 0
+    timeline.mark("fault")
+    bouncer.restart()
+    timeline.mark("done")
+    new = bouncer.child.process.pid if bouncer.child and bouncer.child.process else 0
+    timeline.servers |= {"pids": [old, new], "xacts_after": _app_xacts(site)}
+
+
+def pgbouncer_restarted_check(run: FaultRun) -> list[str]:
+    failures = run.failures()
+    problems = []
+    if failures:
+        problems.append(f"{len(failures)} requests failed: {_failed_text(failures)}")
+    old, new = run.servers["pids"]
+    before, after = run.servers["xacts_before"], run.servers["xacts_after"]
+    # A new process counts from zero: SHOW STATS fell.
+    if old == new or not after < before:
+        problems.append(
+            f"PgBouncer not restarted: pids {old} -> {new}, SHOW STATS "
+            f"total_xact_count {before} -> {after}"
+        )
+    problems += _waited_through(run, "fault", "done")
+    return problems
 
 
 # --- every backend terminated ------------------------------------------------
@@ -136,44 +222,46 @@ def _postmaster(site: FaultSite) -> subprocess.Popen[bytes]:
     return child.process
 
 
-def _postgres_start_again(site: FaultSite) -> None:
-    _postmaster(site).wait(10)  # the killed postmaster, reaped
-    site.stack.postgres.start()
-
-
 def postgres_kill(site: FaultSite, timeline: Timeline) -> None:
     """SIGKILL to the postmaster while requests wait in their queries; started
-    again DOWN_SECONDS later, as a supervisor would."""
+    again DOWN_SECONDS later by devstack's restart, as make run's monitor does."""
     timeline.servers["server_login_retry"] = site.config_seconds("server_login_retry")
     timeline.servers["started_before"] = _postmaster_started(site)
     postmaster = _postmaster(site)
     with posts_locked(site, settle=SETTLE_SECONDS):
         os.kill(postmaster.pid, signal.SIGKILL)
         timeline.mark("fault")
+    postmaster.wait(10)  # reaped, as make run's monitor reaps it
     time.sleep(DOWN_SECONDS)
-    _postgres_start_again(site)
+    site.stack.postgres.restart()  # what make run's monitor does after a crash
     timeline.mark("restarted")
     timeline.servers["started_after"] = _postmaster_started(site)
 
 
 def postgres_killed_check(run: FaultRun) -> list[str]:
+    """Reads are absorbed: the GETs in flight at the kill, and those sent while
+    PostgreSQL was away, succeed. Writes cannot be, once PostgreSQL is gone: a
+    write in flight at the kill, or sent before the service is back, may fail,
+    as a 503 with Retry-After. After the bound, nothing fails."""
     failures = run.failures()
     problems = _failures_answered_503(failures)
-    kill = run.events["fault"]
-    stray = [s for s in failures if s.kind != "write" or not s.in_flight(kill)]
+    kill, bound = run.events["fault"], run.servers["server_login_retry"] + 1
+    outage_end = run.events["restarted"] + bound
+    stray = [
+        s for s in failures if s.kind != "write" or s.start > outage_end or s.end < kill
+    ]
     if stray:
         problems.append(
-            f"{len(stray)} failures were not writes in flight at the kill: "
-            f"{_failed_text(stray)}"
+            f"{len(stray)} failures were not writes in flight during the outage "
+            f"(the kill to {bound:g} s after the restart): {_failed_text(stray)}"
         )
-    if not _in_flight(run, "fault"):
-        problems.append("no request was in flight at the kill: it proved nothing")
-    bound = run.servers["server_login_retry"] + 1
+    if not _in_flight(run, "fault", "read"):
+        problems.append("no GET was in flight at the kill: it proved nothing")
     back = recovery_seconds(run.samples, since=run.events["restarted"])
     if back is None or back > bound:
         problems.append(
             f"service back {back} s after PostgreSQL accepted again; the bound is "
-            f"server_login_retry + 1 = {bound} s"
+            f"server_login_retry + 1 = {bound:g} s"
         )
     back_at = run.events["restarted"] + (back or 0)
     if not any(
@@ -243,6 +331,13 @@ def overload_check(run: FaultRun) -> list[str]:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
+        name="planned-restart",
+        fault="planned PostgreSQL restart through the maintenance command",
+        must_show="0 failed",
+        act=planned_restart,
+        check=planned_restart_check,
+    ),
+    Scenario(
         name="backends-terminated",
         fault="every backend terminated",
         must_show="0 failed GETs",
@@ -256,6 +351,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         "within server_login_retry + 1 s; /readyz said postgres_unreachable",
         act=postgres_kill,
         check=postgres_killed_check,
+    ),
+    Scenario(
+        name="pgbouncer-restarted",
+        fault="PgBouncer restarted",
+        must_show="0 failed",
+        act=pgbouncer_restart,
+        check=pgbouncer_restarted_check,
     ),
     Scenario(
         name="overload",

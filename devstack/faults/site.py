@@ -20,7 +20,7 @@ from ..ephemeral import ephemeral_stack
 from ..process import Account, Child, run_checked
 from ..stack import APP_DB, APP_USER, PROJECT_DIR, Stack, run_env, web_child
 
-__all__ = ["ADMIN_USER", "FaultSite", "fault_site"]
+__all__ = ["ADMIN_USER", "FaultSite", "fault_site", "pg_ctl"]
 
 ADMIN_USER = "admin"
 SEED_POSTS = 50
@@ -112,6 +112,34 @@ def _site_prepare(site_env: dict[str, str]) -> tuple[tuple[str, str], str]:
     return (ADMIN_USER, password), f"/posts/{row[0]}/"
 
 
+def pg_ctl(stack: Stack, action: str) -> list[str]:
+    """`pg_ctl ACTION` on the stack's cluster, as the servers' account (PostgreSQL
+    refuses root): an operator's own way to restart PostgreSQL."""
+    postgres = stack.postgres
+    argv = [
+        str(postgres.bindir / "pg_ctl"),
+        "-D",
+        str(postgres.config.datadir),
+        "-l",  # else the new server would hold the caller's stdout open
+        str(postgres.log),
+        "-m",
+        "fast",
+        "-w",
+        action,
+    ]
+    name = stack.account.name
+    return ["runuser", "-u", name, "--", *argv] if name else argv
+
+
+def _postgres_strays_stop(stack: Stack) -> None:
+    """Stop a PostgreSQL that pg_ctl restarted: the stack's own child exited
+    then, so stopping the stack would leave the new one running."""
+    child = stack.postgres.child
+    pidfile = stack.postgres.config.datadir / "postmaster.pid"
+    if child is not None and child.exited() is not None and pidfile.exists():
+        run_checked(pg_ctl(stack, "stop"), what="pg_ctl stop")
+
+
 @contextmanager
 def fault_site(
     prefix: str,
@@ -133,12 +161,13 @@ def fault_site(
             **WEB_SHAPE,
             **(site_variables or {}),
         }
-        # The maintenance credential is the operator's, never the web's.
-        env.pop("PGBOUNCER_MAINTENANCE_URL", None)
         login, detail = _site_prepare(env)
         web = web_child(stack, env, account=Account())
         web.start(timeout=30)
         try:
             yield FaultSite(stack, web, env, login, ("/", detail))
         finally:
-            web.stop()
+            try:
+                web.stop()
+            finally:
+                _postgres_strays_stop(stack)
