@@ -55,12 +55,8 @@ sys.exit(int(sys.argv[2]))
 
 
 def maintenance_url(stack: Stack) -> PostgresURL:
-    """The console user that may PAUSE: `maintenance_console_url` once devstack
-    has it, else the one console user it has (in admin_users)."""
-    url: PostgresURL = getattr(
-        stack, "maintenance_console_url", stack.admin_console_url
-    )
-    return url
+    """The console user that may PAUSE (admin_users); the site's is a stats user."""
+    return stack.maintenance_console_url
 
 
 @contextmanager
@@ -585,3 +581,12 @@ def test_a_missing_or_malformed_url_is_named_with_its_fix(value, problem):
     assert "Fix: " in result.stderr
     assert "Hidden-pw-3" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_sites_console_url_cannot_pause(private_stack, tmp_path):
+    marker = tmp_path / "cmd-ran"
+    site_url = private_stack.admin_console_url  # what gunicorn holds
+    run = maintenance(private_stack, "--", "touch", str(marker), url=site_url)
+    assert run.process.returncode == 1
+    assert f"{site_url.user!r} is not in admin_users" in "".join(run.stderr)
+    assert not marker.exists()

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.servers
 
 
 def maintenance_url(stack):
-    """The console user that may PAUSE and RECONNECT (admin_users); before devstack
-    split its users, its one user was in both lists."""
-    return getattr(stack, "maintenance_console_url", stack.admin_console_url).url()
+    """The console user that may PAUSE and RECONNECT (admin_users); the site's,
+    stack.admin_console_url, may only read."""
+    return stack.maintenance_console_url.url()
 
 
 def server_pid(stack):
