@@ -35,6 +35,14 @@ RUNNING = [
     "and 600 with and without Django's health check) is configurations 5 and 6 "
     "plus one variant: `--name conn-lifetime --configs 5,6 --clients 16 --pages "
     "list --variant 'health checks:CONN_HEALTH_CHECKS=1'`.",
+    "- `.venv/bin/python -m bench.faults`: issue 9's five faults (a planned "
+    "PostgreSQL restart through `manage.py pgbouncer_maintenance`, every backend "
+    "terminated, PostgreSQL killed with SIGKILL and restarted, PgBouncer "
+    "restarted, overload), each on a private site under 16 clients for 20 s with "
+    "the fault 6 s in; about 4 minutes. It writes `results/faults.{json,md}` "
+    "(`--only NAME,...` or another load prints the table and writes nothing). "
+    "The faults and what must hold are devstack.faults's, which tests/faults "
+    "asserts on.",
     "- `.venv/bin/python -m bench.readme`: this file again, from the result files.",
     "- `.venv/bin/python -m bench.guard_cost` (the guard alone) and "
     "`.venv/bin/python -m bench.profile_web` (py-spy on one configuration).",

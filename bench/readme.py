@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import report
+from .faults import LEGEND, conditions_line, faults_table
+from .faults import NAME as FAULTS
 from .notes import COMPARISONS, CONFIGURATIONS, NOTES, RUNNING
 from .plan import LATEST, QUICK
 from .targets import targets_evaluate
@@ -175,12 +177,34 @@ def history_section(name: str, latest: dict[str, Any]) -> list[str]:
     return lines
 
 
+def faults_section() -> list[str]:
+    """bench.faults's table, when its result file is there."""
+    path = RESULTS / f"{FAULTS}.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return [
+        f"## Faults under load: results/{FAULTS}.json",
+        "",
+        note_text(FAULTS, data["context"]["date"]),
+        "",
+        conditions_line(data["context"]),
+        "",
+        *faults_table(data["faults"]),
+        "",
+        LEGEND,
+        "",
+    ]
+
+
 def history_names() -> list[str]:
-    """Result files other than the latest run, oldest first; quick runs and
-    partial ones are never committed."""
+    """Web result files other than the latest run, oldest first; quick runs and
+    partial ones are never committed, and the faults' file has its own section."""
     names = []
     for path in RESULTS.glob("*.json"):
-        if path.stem not in (LATEST, QUICK) and not path.stem.endswith("-partial"):
+        if path.stem not in (LATEST, QUICK, FAULTS) and not path.stem.endswith(
+            "-partial"
+        ):
             names.append(path.stem)
     dates = {
         n: json.loads((RESULTS / f"{n}.json").read_text())["context"]["date"]
@@ -210,6 +234,7 @@ def readme_render() -> str:
         "",
         *latest_section(data, cells),
         "",
+        *faults_section(),
         "## History: older result files",
         "",
         "Kept for what they showed when the defaults were chosen; their conditions "
