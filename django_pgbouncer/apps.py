@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.core.signals import request_started
+from django.core.signals import got_request_exception, request_started
 from django.db.backends.signals import connection_created
 
 
@@ -11,10 +11,18 @@ class DjangoPgBouncerConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         from .creation import creations_install
         from .guard import guard_install, session_state_found, stale_connections_close
+        from .middleware import request_exception_note, request_record_install
         from .observe import guard_finding_count, metrics_install
 
         connection_created.connect(guard_install, dispatch_uid="pgbouncer_guard")
         connection_created.connect(metrics_install, dispatch_uid="pgbouncer_metrics")
+        # What each request ran, for BackendLossMiddleware (middleware.py).
+        connection_created.connect(
+            request_record_install, dispatch_uid="pgbouncer_request_record"
+        )
+        got_request_exception.connect(
+            request_exception_note, dispatch_uid="pgbouncer_request_exception"
+        )
         session_state_found.connect(
             guard_finding_count, dispatch_uid="pgbouncer_guard_metrics"
         )

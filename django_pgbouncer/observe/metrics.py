@@ -18,7 +18,13 @@ from ..errors import ConsoleUnavailable
 from ..guard import Finding
 from .console import console_connect
 
-__all__ = ["PgBouncerCollector", "metrics_install", "metrics_render"]
+__all__ = [
+    "PgBouncerCollector",
+    "metrics_install",
+    "metrics_render",
+    "request_retry_count",
+    "unavailable_response_count",
+]
 
 # registry=None: collected through metrics_render(), by process or across them.
 CONNECTIONS = Counter(
@@ -40,7 +46,24 @@ GUARD_FINDINGS = Counter(
     ["alias", "kind"],
     registry=None,
 )
-_OWN = (CONNECTIONS, QUERIES, ERRORS, GUARD_FINDINGS)
+# The web side of faults (django_pgbouncer.middleware): `fault` is what the database
+# did (backend_lost, postgres_unreachable, pgbouncer_unreachable, query_wait_timeout,
+# max_client_conn); a retry's `outcome` is ok or failed; a 503's `reason` says why the
+# request was not run again (not_retryable, wrote, in_atomic, method, late,
+# retry_failed).
+RETRIES = Counter(
+    "django_pgbouncer_request_retries",
+    "GET and HEAD requests run again on a fresh connection after a database fault",
+    ["fault", "outcome"],
+    registry=None,
+)
+UNAVAILABLE = Counter(
+    "django_pgbouncer_unavailable_responses",
+    "Requests answered 503 with Retry-After for a database fault",
+    ["fault", "reason"],
+    registry=None,
+)
+_OWN = (CONNECTIONS, QUERIES, ERRORS, GUARD_FINDINGS, RETRIES, UNAVAILABLE)
 
 
 class QueryCounter:
@@ -80,6 +103,16 @@ def guard_finding_count(
 ) -> None:
     """`session_state_found` receiver."""
     GUARD_FINDINGS.labels(alias, finding.hazard.kind).inc()
+
+
+def request_retry_count(*, fault: str, outcome: str) -> None:
+    """One request run again after `fault`; `outcome`: ok or failed."""
+    RETRIES.labels(fault, outcome).inc()
+
+
+def unavailable_response_count(*, fault: str, reason: str) -> None:
+    """One 503 answered for `fault`, not retried for `reason`."""
+    UNAVAILABLE.labels(fault, reason).inc()
 
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:

@@ -36,7 +36,8 @@ _DETAIL = {
     ReadyStatus.POSTGRES_UNREACHABLE: "PgBouncer answers, but cannot reach "
     "PostgreSQL behind it (see PgBouncer's log and PostgreSQL's)",
     ReadyStatus.POOL_SATURATED: "clients wait for a server connection: the pool is "
-    "too small for the load, or PostgreSQL too slow (DEFAULT_POOL_SIZE, slow queries)",
+    "too small for the load, or PostgreSQL too slow (DEFAULT_POOL_SIZE, slow "
+    "queries); or PgBouncer refuses new clients (MAX_CLIENT_CONN)",
 }
 
 
@@ -121,7 +122,8 @@ def readiness_check(
         status = ReadyStatus.POOL_SATURATED
     elif query == "ok":
         status = ReadyStatus.READY
-    elif "query_wait_timeout" in query:
+    elif "query_wait_timeout" in query or "max_client_conn" in query:
+        # PgBouncer's own answers to overload: waited too long, or no client slot.
         status = ReadyStatus.POOL_SATURATED
     elif answered or state.reachable:
         status = ReadyStatus.POSTGRES_UNREACHABLE
