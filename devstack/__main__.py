@@ -10,12 +10,12 @@ import argparse
 import os
 import sys
 
-from django_pgbouncer.errors import ConfigError
-
+# Only what a restart needs at the top: `restart postgres --no-pause` runs inside
+# PgBouncer's PAUSE, and loading Django would make every waiting request wait a
+# second longer. make run imports the rest when it starts.
 from .control import SERVERS, restart_ask, restart_paused
 from .errors import StackError
-from .run import run
-from .stack import StackSettings
+from .folders import root_from_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def restart(server: str, *, pause: bool) -> int:
-    root = StackSettings.from_env(os.environ).root
+    root = root_from_env(os.environ)
     if server == "postgres" and pause:
         return restart_paused(root, server, os.environ)
     print(restart_ask(root, server), flush=True)
@@ -47,13 +47,20 @@ def restart(server: str, *, pause: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "restart":
+    if args.command == "restart":
+        try:
             return restart(args.server, pause=not args.no_pause)
+        except StackError as error:
+            print(f"restart {args.server}: {error}", file=sys.stderr)
+            return 1
+    from django_pgbouncer.errors import ConfigError
+
+    from .run import run
+
+    try:
         return run(os.environ)
     except (StackError, ConfigError) as error:
-        what = f"restart {args.server}" if args.command else "make run"
-        print(f"{what}: {error}", file=sys.stderr)
+        print(f"make run: {error}", file=sys.stderr)
         return 1
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StackError
+from .folders import PROJECT_DIR
 from .records import run_alive
-from .stack import MAINTENANCE_VARIABLE, PROJECT_DIR
 
 __all__ = [
     "SERVERS",
@@ -136,6 +136,8 @@ def stack_env_read(root: Path) -> dict[str, str]:
 def restart_paused(root: Path, server: str, environ: Mapping[str, str]) -> int:
     """`manage.py pgbouncer_maintenance -- python -m devstack restart SERVER
     --no-pause`, with the run's console user that may PAUSE; its exit status."""
+    from .stack import MAINTENANCE_VARIABLE  # Django: for this outer command only
+
     if run_alive(root) is None:
         raise _not_running(root)
     stack_env = stack_env_read(root)

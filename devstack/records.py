@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from django_pgbouncer.render import private_file_write
-
 from .errors import StackError
 from .process import Child
 from .procfs import pid_alive, pid_cmdline, pid_start_ticks
@@ -87,6 +85,10 @@ def _read(root: Path) -> tuple[ProcessRecord | None, list[ProcessRecord]]:
 
 
 def _write(root: Path, monitor: ProcessRecord, servers: list[ProcessRecord]) -> None:
+    # Here, not at the top: the restart asker reads records inside a PAUSE, and
+    # loading Django there would lengthen the pause by a second.
+    from django_pgbouncer.render import private_file_write
+
     data = {"monitor": asdict(monitor), "servers": [asdict(s) for s in servers]}
     private_file_write(root / RECORD_NAME, json.dumps(data, indent=2) + "\n")
 

@@ -18,12 +18,26 @@ from django_pgbouncer import PostgresURL
 from django_pgbouncer.env import env_int, env_port
 from django_pgbouncer.render import private_file_write
 
+from .folders import PROJECT_DIR, root_from_env
 from .pgbouncer import PgBouncer, PgBouncerSetup
 from .postgres import Postgres, PostgresConfig
 from .process import Account, Child
 from .reach import reach_ensure
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+__all__ = [
+    "APP_DB",
+    "APP_USER",
+    "MAINTENANCE_CONSOLE_USER",
+    "MAINTENANCE_VARIABLE",
+    "PROJECT_DIR",
+    "STATS_CONSOLE_USER",
+    "Stack",
+    "StackSettings",
+    "run_env",
+    "secrets_load",
+    "web_child",
+]
+
 APP_USER = APP_DB = "app"
 # Two console users: the site's may only read (stats_users: SHOW), the operator's
 # may PAUSE, RESUME and RECONNECT (admin_users), and is never handed to the site.
@@ -48,7 +62,7 @@ class StackSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackSettings:
         return cls(
-            root=Path(env.get("DEVSTACK_DIR") or PROJECT_DIR / ".devstack").resolve(),
+            root=root_from_env(env),
             postgres_port=env_port(env, "DEVSTACK_POSTGRES_PORT", 55432),
             pgbouncer_port=env_port(env, "DEVSTACK_PGBOUNCER_PORT", 56432),
             web_host=env.get("WEB_HOST", "").strip() or "127.0.0.1",

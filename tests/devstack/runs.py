@@ -31,7 +31,9 @@ def ports_pick() -> dict[str, int]:
     }
 
 
-def run_env(root: Path | None, ports: dict[str, int], **extra: str) -> dict[str, str]:
+def run_environ(
+    root: Path | None, ports: dict[str, int], **extra: str
+) -> dict[str, str]:
     """The environment of a run (and of the commands that talk to it)."""
     env = {
         k: v
@@ -59,7 +61,7 @@ class Run:
         **extra: str,
     ) -> None:
         self.root, self.ports = root, ports
-        self.env = run_env(root, ports, **extra)
+        self.env = run_environ(root, ports, **extra)
         self.proc = subprocess.Popen(
             [*argv_prefix, sys.executable, "-m", "devstack"],
             cwd=cwd,
