@@ -19,7 +19,7 @@ them afresh; and its `process_exception` runs after every inner one's.
 
 Per request, an execute wrapper (`RequestRecorder`, on every alias) notes whether
 a statement that may write ran, and whether a failing one ran inside `atomic()`. A
-connection fault on a transaction-pooled alias (`fault_classify`) in a GET or HEAD
+connection fault on a transaction-pooled alias (faults.py) in a GET or HEAD
 request that had not written, outside `atomic()`, is answered by running the
 request once more on a fresh connection, waiting for one at most
 `RECONNECT_WAIT_SECONDS`. Otherwise (it wrote, failed inside `atomic()`, another
@@ -37,16 +37,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from django.db import DatabaseError, InterfaceError, connections
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.template import loader
@@ -54,6 +51,7 @@ from django.utils.cache import add_never_cache_headers
 from psycopg.sql import Composable
 
 from .conf import app_settings, pooled_aliases
+from .faults import Fault, NoRetry, fault_classify, statement_may_write
 from .observe.metrics import request_retry_count, unavailable_response_count
 
 if TYPE_CHECKING:
@@ -63,13 +61,11 @@ __all__ = [
     "RECONNECT_WAIT_SECONDS",
     "RETRY_WITHIN_SECONDS",
     "BackendLossMiddleware",
-    "Fault",
-    "NoRetry",
     "RequestRecorder",
-    "fault_classify",
+    "connection_renew",
     "request_exception_note",
     "request_record_install",
-    "statement_may_write",
+    "unavailable_response",
 ]
 
 logger = logging.getLogger("django_pgbouncer.middleware")
@@ -82,116 +78,6 @@ RECONNECT_INTERVAL_SECONDS = 0.25
 # Older requests are not run again: age (10) + reconnect (5) + a retry waiting in
 # PgBouncer's queue up to query_wait_timeout (10) stays under gunicorn's 30 s.
 RETRY_WITHIN_SECONDS = 10.0
-
-
-class Fault(StrEnum):
-    """What the database side did to a request."""
-
-    BACKEND_LOST = "backend_lost"  # the connection died under it
-    POSTGRES_UNREACHABLE = "postgres_unreachable"  # PgBouncer cannot log in
-    PGBOUNCER_UNREACHABLE = "pgbouncer_unreachable"  # PgBouncer refused the TCP
-    QUERY_WAIT_TIMEOUT = "query_wait_timeout"  # waited in the pool too long
-    MAX_CLIENT_CONN = "max_client_conn"  # PgBouncer has no client slot left
-
-    @property
-    def retryable(self) -> bool:
-        """Gone or restarting, not overloaded: running again may succeed. Overload
-        is not retried: the retry would wait in the same full queue."""
-        return self not in (Fault.QUERY_WAIT_TIMEOUT, Fault.MAX_CLIENT_CONN)
-
-    @property
-    def retry_after(self) -> int:
-        """Seconds for `Retry-After`: a restart is over in about
-        server_login_retry + 1 s; an overloaded pool needs its queue to drain."""
-        return 5 if self.retryable else 10
-
-
-class NoRetry(StrEnum):
-    """Why a faulted request was answered 503 instead of being run again."""
-
-    NOT_RETRYABLE = "not_retryable"  # overload: see Fault.retryable
-    WROTE = "wrote"  # a statement that may write had run
-    IN_ATOMIC = "in_atomic"  # the failing statement ran inside atomic()
-    METHOD = "method"  # not GET or HEAD
-    LATE = "late"  # the request had run RETRY_WITHIN_SECONDS already
-    RETRY_FAILED = "retry_failed"  # run again, and met a fault again
-
-
-# --- Pure: which statements may write, which errors are faults. ---
-
-_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
-_FIRST_WORD = re.compile(r"[A-Za-z]+")
-# First words of statements that read, or only steer a transaction or a cursor.
-_QUERIES = {"select", "with", "show", "values", "table"}
-_STEERING = {"savepoint", "release", "rollback", "begin", "start", "set", "reset"}
-_CURSORS = {"declare", "fetch", "move", "close"}
-_READS = frozenset(_QUERIES | _STEERING | _CURSORS)
-_MODIFYING = re.compile(r"\b(?:insert|update|delete|merge)\b", re.IGNORECASE)
-
-
-def statement_may_write(sql: str) -> bool:
-    """Whether running `sql` twice could write twice. Errs towards yes: a
-    multi-statement string, a CTE that names a modifying verb, anything not a read."""
-    noise = _NOISE.match(sql)
-    text = sql[noise.end() :] if noise else sql
-    word = _FIRST_WORD.match(text)
-    first = word.group(0).lower() if word else ""
-    if first not in _READS:
-        return True
-    if ";" in text.rstrip().rstrip(";"):
-        return True
-    return first == "with" and _MODIFYING.search(text) is not None
-
-
-# Markers PgBouncer (1.18 to 1.25) puts in the errors it answers itself.
-_MARKERS = (
-    ("query_wait_timeout", Fault.QUERY_WAIT_TIMEOUT),
-    ("max_client_conn", Fault.MAX_CLIENT_CONN),
-    ("server_login_retry", Fault.POSTGRES_UNREACHABLE),
-    ("cannot connect to server", Fault.POSTGRES_UNREACHABLE),
-    # PostgreSQL's own refusals while it starts, recovers or stops (57P03),
-    # which PgBouncer hands to the clients waiting for a server login.
-    ("the database system is", Fault.POSTGRES_UNREACHABLE),
-    ("server conn crashed", Fault.BACKEND_LOST),
-)
-# admin_shutdown (pg_terminate_backend), crash_shutdown, and the
-# connection_exception class (08P01 excluded: PgBouncer uses it for everything).
-_LOST_STATES = frozenset(
-    {"57P01", "57P02", "08000", "08001", "08003", "08004", "08006"}
-)
-
-
-def _psycopg_error(error: BaseException) -> psycopg.Error | None:
-    if isinstance(error, psycopg.Error):
-        return error
-    cause = error.__cause__  # Django's wrapped error names psycopg's as its cause
-    return cause if isinstance(cause, psycopg.Error) else None
-
-
-def fault_classify(error: BaseException, *, connection_closed: bool) -> Fault | None:
-    """The fault behind a database error, or None for an ordinary error.
-    `connection_closed`: the connection was closed right after the error."""
-    raw = _psycopg_error(error)
-    if raw is None:
-        # Django's own "connection already closed", on a connection lost before.
-        lost = isinstance(error, InterfaceError) and "closed" in str(error)
-        return Fault.BACKEND_LOST if lost else None
-    text = str(raw)
-    for marker, fault in _MARKERS:
-        if marker in text:
-            return fault
-    if raw.sqlstate == "57P03":  # cannot_connect_now
-        return Fault.POSTGRES_UNREACHABLE
-    if raw.sqlstate in _LOST_STATES:
-        return Fault.BACKEND_LOST
-    if raw.sqlstate is None and text.startswith("connection failed"):
-        # Before any answer (refused, unreachable); a FATAL means one came.
-        return None if "FATAL:" in text else Fault.PGBOUNCER_UNREACHABLE
-    if raw.sqlstate is None and (
-        connection_closed or isinstance(raw, psycopg.InterfaceError)
-    ):
-        return Fault.BACKEND_LOST
-    return None
 
 
 # --- What each run of a request did. ---
@@ -287,11 +173,13 @@ def _fault_find(
     return (fault, hit) if fault is not None and hit else None
 
 
-def _refusal(request: HttpRequest, attempt: _Attempt, age: float) -> NoRetry | None:
+def _refusal(
+    method: str | None, methods: frozenset[str], attempt: _Attempt, age: float
+) -> NoRetry | None:
     assert attempt.fault is not None
     if not attempt.fault.retryable:
         return NoRetry.NOT_RETRYABLE
-    if request.method not in ("GET", "HEAD"):
+    if method not in methods:
         return NoRetry.METHOD
     if attempt.wrote:
         return NoRetry.WROTE
@@ -334,8 +222,13 @@ def unavailable_response(fault: Fault, reason: NoRetry) -> HttpResponse:
 
 
 class BackendLossMiddleware:
-    """Retry a safe request once after a database fault, else answer 503."""
+    """Retry a safe request once after a database fault, else answer 503.
 
+    `retry_methods`: a subclass may add methods whose views do nothing outside the
+    database before their first write (a POST that had not written is then run
+    again too); HTTP promises that of GET and HEAD only."""
+
+    retry_methods = frozenset({"GET", "HEAD"})
     sync_capable = True
     async_capable = False
 
@@ -348,7 +241,8 @@ class BackendLossMiddleware:
         if attempt.fault is None:
             return response
         response.close()
-        refusal = _refusal(request, attempt, time.monotonic() - started)
+        age = time.monotonic() - started
+        refusal = _refusal(request.method, self.retry_methods, attempt, age)
         if refusal is not None:
             return unavailable_response(attempt.fault, refusal)
         return self._retry(request, attempt.fault, attempt.fault_aliases)

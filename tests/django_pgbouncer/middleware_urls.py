@@ -4,7 +4,7 @@
 Each view runs `SELECT pg_sleep(...)` tagged with the marker in its URL, so the
 test finds that very query in pg_stat_activity. `RUNS` counts the runs of each
 marker in this process: a retried request runs twice. A marker's first run sleeps
-`sleep` seconds (long: the test ends it), its later runs do not."""
+`sleep` seconds (long: the test ends it), its later runs do not, unless `again`."""
 
 import re
 from collections import Counter
@@ -26,7 +26,8 @@ def _sleep(request: HttpRequest, marker: str) -> None:
     if not _MARKER.fullmatch(marker):
         raise Http404("markers are [a-z0-9_]")
     RUNS[marker] += 1
-    seconds = float(request.GET.get("sleep", "20")) if RUNS[marker] == 1 else 0
+    first = RUNS[marker] == 1 or "again" in request.GET
+    seconds = float(request.GET.get("sleep", "20")) if first else 0
     with connection.cursor() as cursor:  # the marker is checked above
         cursor.execute(f"SELECT pg_sleep(%s) /* {marker} */", [seconds])
 

@@ -26,166 +26,11 @@ from core.models import Post
 from devstack.ephemeral import ephemeral_pgbouncer, ephemeral_stack
 from devstack.process import Account, run_checked
 from devstack.stack import PROJECT_DIR, web_child
-from django_pgbouncer.middleware import (
-    Fault,
-    fault_classify,
-    statement_may_write,
-)
+from django_pgbouncer.faults import Fault
 from tests.django_pgbouncer import middleware_urls
 from tests.fixtures.stack import web_env
 
 MIDDLEWARE = "django_pgbouncer.middleware.BackendLossMiddleware"
-
-
-# --- Pure parts: tables of cases. ---
-
-
-@pytest.mark.parametrize(
-    ("sql", "writes"),
-    [
-        ('SELECT "core_post"."id" FROM "core_post"', False),
-        ("  select 1", False),
-        ("/* sqlcommenter */ SELECT 1", False),
-        ("-- why\nSELECT 1", False),
-        ("(SELECT 1) UNION (SELECT 2)", False),
-        ("SELECT 1;", False),
-        ("SAVEPOINT s1", False),
-        ("RELEASE SAVEPOINT s1", False),
-        ("ROLLBACK TO SAVEPOINT s1", False),
-        ("SHOW TimeZone", False),
-        ("WITH x AS (SELECT 1) SELECT * FROM x", False),
-        ('INSERT INTO "core_post" ("title") VALUES (%s)', True),
-        ("UPDATE core_post SET title = 'x'", True),
-        ("delete from core_post", True),
-        ("/* c */ insert into t values (1)", True),
-        ("WITH gone AS (DELETE FROM t RETURNING id) SELECT * FROM gone", True),
-        ("SELECT 1; DELETE FROM t", True),
-        ("CREATE TABLE t (id int)", True),
-        ("TRUNCATE core_post", True),
-        ("COPY t FROM STDIN", True),
-        ("CALL my_proc()", True),
-        ("", True),
-    ],
-    ids=lambda v: v if isinstance(v, bool) else " ".join(str(v).split())[:40],
-)
-def test_statement_may_write(sql, writes):
-    assert statement_may_write(sql) is writes
-
-
-@pytest.mark.parametrize(
-    ("error", "closed", "fault"),
-    [
-        (
-            psycopg.errors.AdminShutdown(
-                "terminating connection due to administrator command"
-            ),
-            True,
-            Fault.BACKEND_LOST,
-        ),
-        (
-            psycopg.errors.ProtocolViolation("server conn crashed?"),
-            True,
-            Fault.BACKEND_LOST,
-        ),
-        (
-            psycopg.OperationalError(
-                "consuming input failed: server closed the connection unexpectedly"
-            ),
-            True,
-            Fault.BACKEND_LOST,
-        ),
-        (
-            psycopg.OperationalError("the connection is closed"),
-            True,
-            Fault.BACKEND_LOST,
-        ),
-        (
-            psycopg.errors.ProtocolViolation("query_wait_timeout"),
-            True,
-            Fault.QUERY_WAIT_TIMEOUT,
-        ),
-        (
-            psycopg.OperationalError(
-                'connection failed: connection to server at "127.0.0.1", port 6432 '
-                "failed: FATAL:  query_wait_timeout"
-            ),
-            True,
-            Fault.QUERY_WAIT_TIMEOUT,
-        ),
-        (
-            psycopg.OperationalError(
-                'connection failed: connection to server at "127.0.0.1", port 6432 '
-                "failed: FATAL:  no more connections allowed (max_client_conn)"
-            ),
-            True,
-            Fault.MAX_CLIENT_CONN,
-        ),
-        (
-            psycopg.errors.ProtocolViolation(
-                "server login has been failing, try again later (server_login_retry)"
-            ),
-            True,
-            Fault.POSTGRES_UNREACHABLE,
-        ),
-        (
-            psycopg.OperationalError(
-                'connection failed: connection to server at "127.0.0.1", port 6432 '
-                "failed: FATAL:  the database system is starting up"
-            ),
-            True,
-            Fault.POSTGRES_UNREACHABLE,
-        ),
-        (
-            psycopg.errors.CannotConnectNow("the database system is in recovery mode"),
-            True,
-            Fault.POSTGRES_UNREACHABLE,
-        ),
-        (
-            psycopg.errors.CrashShutdown(
-                "terminating connection because of crash of another server process"
-            ),
-            True,
-            Fault.BACKEND_LOST,
-        ),
-        (
-            psycopg.OperationalError(
-                'connection failed: connection to server at "127.0.0.1", port 6432 '
-                "failed: Connection refused"
-            ),
-            True,
-            Fault.PGBOUNCER_UNREACHABLE,
-        ),
-        (
-            psycopg.OperationalError(
-                'connection failed: connection to server at "127.0.0.1", port 6432 '
-                'failed: FATAL:  password authentication failed for user "app"'
-            ),
-            True,
-            None,
-        ),
-        (psycopg.errors.QueryCanceled("canceling statement"), False, None),
-        (psycopg.errors.UndefinedTable('relation "x" does not exist'), False, None),
-        (psycopg.errors.DeadlockDetected("deadlock detected"), False, None),
-        (ValueError("connection failed"), True, None),
-    ],
-    ids=lambda v: v if not isinstance(v, Exception) else str(v)[-45:],
-)
-def test_fault_classify(error, closed, fault):
-    assert fault_classify(error, connection_closed=closed) == fault
-
-
-def test_fault_classify_reads_djangos_wrapped_error():
-    from django.db import OperationalError
-    from django.db.utils import DatabaseErrorWrapper
-
-    class Wrapped:  # what DatabaseErrorWrapper needs of a connection wrapper
-        Database = psycopg
-        errors_occurred = False
-
-    with pytest.raises(OperationalError) as wrapped, DatabaseErrorWrapper(Wrapped()):
-        raise psycopg.errors.AdminShutdown("terminating connection")
-    assert isinstance(wrapped.value.__cause__, psycopg.Error)
-    assert fault_classify(wrapped.value, connection_closed=True) == Fault.BACKEND_LOST
 
 
 # --- In process, against the session's servers: one marked backend broken. ---
@@ -220,14 +65,19 @@ def without_middleware(settings, fault_site):
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != MIDDLEWARE]
 
 
-def request_with_terminated_backend(stack, method, path, marker):
-    """`method path` on the test client while its marked backend is terminated."""
+def backends_terminate(url, marker, times):
+    return [backend_terminate(url, marker) for _ in range(times)]
+
+
+def request_with_terminated_backend(stack, method, path, marker, *, times=1):
+    """`method path` on the test client while its marked backend is terminated
+    (`times` times: a retry's too)."""
     url = stack.postgres.config.superuser_url("app").url()
     client = Client(raise_request_exception=False)
     with ThreadPoolExecutor(1) as pool:
-        ended = pool.submit(backend_terminate, url, marker)
+        ended = pool.submit(backends_terminate, url, marker, times)
         response = getattr(client, method)(path)
-        assert ended.result() == 1
+        assert ended.result() == [1] * times
     # The test client keeps Django from closing broken connections after a request.
     for conn in connections.all(initialized_only=True):
         conn.close_if_unusable_or_obsolete()
@@ -281,6 +131,26 @@ def test_a_get_whose_backend_is_terminated_is_retried_unseen(stack, fault_site, 
     assert middleware_urls.RUNS[marker] == 2  # run again, once
     name = "django_pgbouncer_request_retries_total"
     assert counted(before, samples(), name, fault="backend_lost", outcome="ok") == 1
+
+
+@pytest.mark.servers
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_that_fails_too_gets_503(stack, fault_site):
+    """Once only: a retry whose backend is lost as well is answered 503."""
+    marker = marker_new("twice")
+    before = samples()
+    response = request_with_terminated_backend(
+        stack, "get", f"/faults/read/{marker}?again=1", marker, times=2
+    )
+    after = samples()
+    assert response.status_code == 503
+    assert "Retry-After" in response
+    assert middleware_urls.RUNS[marker] == 2
+    retries = "django_pgbouncer_request_retries_total"
+    assert counted(before, after, retries, fault="backend_lost", outcome="failed") == 1
+    unavailable = "django_pgbouncer_unavailable_responses_total"
+    reason = {"fault": "backend_lost", "reason": "retry_failed"}
+    assert counted(before, after, unavailable, **reason) == 1
 
 
 @pytest.mark.servers
