@@ -8,7 +8,7 @@ marker in this process: a retried request runs twice. A marker's first run sleep
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -64,6 +64,21 @@ def atomic(request: HttpRequest, marker: str) -> HttpResponse:
     with transaction.atomic():
         _sleep(request, marker)
     return HttpResponse(f"atomic {marker}")
+
+
+class QueryingMiddleware:
+    """A middleware that reads the database itself, before the view: its errors
+    never reach process_exception (for the middleware's other path)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        prefix = "/faults/middleware/"
+        if request.path.startswith(prefix):
+            _sleep(request, request.path.removeprefix(prefix))
+            return HttpResponse("middleware")
+        return self.get_response(request)
 
 
 urlpatterns = [

@@ -135,6 +135,26 @@ def test_a_get_whose_backend_is_terminated_is_retried_unseen(stack, fault_site, 
 
 @pytest.mark.servers
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("middleware", [False, True], ids=["harm", "fix"])
+def test_a_loss_in_an_inner_middleware_is_retried_too(
+    stack, settings, fault_site, middleware
+):
+    """A middleware inside ours that queries: Django turns its error into a 500
+    without process_exception; got_request_exception tells ours."""
+    inner = "tests.django_pgbouncer.middleware_urls.QueryingMiddleware"
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if middleware or m != MIDDLEWARE
+    ] + [inner]
+    marker = marker_new("inner")
+    response = request_with_terminated_backend(
+        stack, "get", f"/faults/middleware/{marker}", marker
+    )
+    expected = (200, 2) if middleware else (500, 1)
+    assert (response.status_code, middleware_urls.RUNS[marker]) == expected
+
+
+@pytest.mark.servers
+@pytest.mark.django_db(transaction=True)
 def test_a_retry_that_fails_too_gets_503(stack, fault_site):
     """Once only: a retry whose backend is lost as well is answered 503."""
     marker = marker_new("twice")
