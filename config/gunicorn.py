@@ -12,8 +12,8 @@ bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_port('WEB_PORT', 8000)}"
 worker_class = "gthread"
 workers = web_processes()
 threads = web_threads()
-# QUERY_WAIT_TIMEOUT (20 s) is shorter, so a saturated pool fails a request
-# before the worker is killed.
+# PgBouncer's QUERY_WAIT_TIMEOUT (10 s) is shorter: a saturated pool answers 503
+# well before this.
 timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 graceful_timeout = 20
 preload_app = True

@@ -59,9 +59,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Early, so a retry re-runs every middleware that reads the database
-    # (django_pgbouncer/middleware.py says why): a lost backend costs a GET
-    # nothing; other database faults answer 503 with Retry-After, never 500.
-    "django_pgbouncer.middleware.BackendLossMiddleware",
+    # (django_pgbouncer/middleware.py says why): a lost backend costs a request
+    # that had not written nothing; other database faults answer 503 with
+    # Retry-After, never 500.
+    "config.middleware.SiteBackendLossMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

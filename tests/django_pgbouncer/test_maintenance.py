@@ -471,7 +471,7 @@ def test_a_signal_while_pause_waits_resumes_without_running_cmd(
         run = maintenance_start(
             private_stack,
             "--timeout",
-            "15",
+            "8",  # below query_wait_timeout; the signal comes long before
             "--database",
             "app",
             "--",

@@ -40,7 +40,7 @@ from django_pgbouncer.observe import Console, console_connect
 VARIABLE = "PGBOUNCER_MAINTENANCE_URL"
 # Clients queue from the moment PAUSE is sent, so each waits for the PAUSE and CMD
 # together, and PgBouncer fails it after query_wait_timeout (the renderer's default:
-# 20 s). A web request's transactions last milliseconds: one still open after 5 s
+# 10 s). A web request's transactions last milliseconds: one still open after 5 s
 # is a job or a stuck client, and waiting longer would spend the time CMD needs.
 DEFAULT_TIMEOUT = 5.0
 # sysexits.h EX_TEMPFAIL: nothing was done; try again once the transaction ends.
