@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest, multi
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..errors import ConsoleUnavailable
+from ..errors import ConfigError, ConsoleUnavailable
 from ..guard import Finding
 from .console import console_connect
 
@@ -134,7 +134,7 @@ class PgBouncerCollector(Collector):
                 stats = console.show("STATS")
                 databases = console.show("DATABASES")
                 config = {c.key: c.value for c in console.show("CONFIG")}
-        except ConsoleUnavailable:
+        except (ConsoleUnavailable, ConfigError):  # ConfigError: a malformed URL
             up.add_metric([], 0)
             yield up
             return

@@ -424,7 +424,7 @@ def test_a_malformed_console_url_is_a_state_not_a_failure():
 @pytest.mark.django_db
 def test_probes_and_metrics_answer_with_a_malformed_console_url(settings, client):
     settings.PGBOUNCER_ADMIN_URL = MALFORMED
-    for path in ("/readyz",):
+    for path in ("/readyz", "/metrics"):
         response = client.get(path, REMOTE_ADDR="127.0.0.1")
         assert response.status_code in (200, 503), path
         assert b"se/cret" not in response.content
