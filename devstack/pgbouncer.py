@@ -106,9 +106,16 @@ class PgBouncer:
         With so_reuseport the new one listens before the old one gets SIGINT, so
         the port never refuses a client: the kernel hands new connections to
         either, and the old one, paused, finishes its transactions in flight and
-        exits; its clients reconnect (the site's stale-connection check does it),
-        reaching the new one. Without so_reuseport, or with no PgBouncer running
-        (a crash), it is stop, then start."""
+        exits. 1.18 then closes its clients (1.23's SIGTERM would wait for them):
+        a kept connection is reconnected by the site's stale-connection check
+        before its next request, and a request caught between two queries by
+        the close is the site's to retry (BackendLossMiddleware). Measured with
+        8 keep-alive GET clients for 8 s (400 to 1,300 requests), 5 restarts
+        each: 0 to 8 failed without that retry (stop, then start: 5 to 26), none
+        with it.
+
+        Without so_reuseport, or with no PgBouncer running (a crash), it is
+        stop, then start."""
         old = self.child
         if old is None or old.exited() is not None or not self.shares_port():
             if old is not None:

@@ -109,20 +109,24 @@ def _ready_print(stack: Stack, stack_env: Path) -> None:
     )
 
 
-def _servers_start(stack: Stack, environ: Mapping[str, str]) -> Child:
-    """PostgreSQL, PgBouncer, the site prepared, gunicorn; each recorded once up."""
+def _stack_start(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
+    """PostgreSQL and PgBouncer up and recorded, the site prepared; the site's
+    environment."""
     root = stack.settings.root
     print(f"Starting PostgreSQL and PgBouncer (data in {root}) ...")
     stack.start()
     servers_record(root, [stack.postgres.child, stack.pgbouncer.child])
-    env = _site_prepare(stack, environ)
-    web = web_child(stack, env, account=Account.for_servers("nobody"))
+    return _site_prepare(stack, environ)
+
+
+def _web_start(stack: Stack, web: Child, env: Mapping[str, str]) -> None:
     try:
         web.start(timeout=30)
     finally:
-        servers_record(root, [stack.postgres.child, stack.pgbouncer.child, web])
+        servers_record(
+            stack.settings.root, [stack.postgres.child, stack.pgbouncer.child, web]
+        )
     _ready_print(stack, _stack_env_write(stack, env))
-    return web
 
 
 def run(environ: Mapping[str, str]) -> int:
@@ -139,9 +143,10 @@ def run(environ: Mapping[str, str]) -> int:
     web: Child | None = None
     with _signals_stop():
         try:
-            web = _servers_start(stack, environ)
-            monitor = Monitor(stack, web)
-            monitor.watch()
+            env = _stack_start(stack, environ)
+            web = web_child(stack, env, account=Account.for_servers("nobody"))
+            _web_start(stack, web, env)
+            Monitor(stack, web).watch()
         except _Stop as stop:
             print(f"\n{stop}: stopping the web server, PgBouncer, PostgreSQL ...")
             return 0
