@@ -4,9 +4,11 @@ checks (the tests) and the table (bench.faults)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..load import Load, LoadPlan, Sample, Summary, load_summary
@@ -85,10 +87,24 @@ class Scenario:
     writes: bool = True  # whether logged-in admins write during the fault
 
 
+def _logs_copy(site: FaultSite, folder: Path) -> None:
+    """The servers' logs (gunicorn, PgBouncer, PostgreSQL), for a look after."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stack = site.stack
+    for log in (site.web.log, stack.pgbouncer.log, stack.postgres.log):
+        if log.exists():
+            shutil.copy(log, folder / log.name)
+
+
 def scenario_run(
-    scenario: Scenario, *, shape: Shape, keep_on_error: bool = False
+    scenario: Scenario,
+    *,
+    shape: Shape,
+    keep_on_error: bool = False,
+    logs_to: Path | None = None,
 ) -> FaultRun:
-    """Run `scenario` on a private site under `shape`'s load, and record it."""
+    """Run `scenario` on a private site under `shape`'s load, and record it;
+    `logs_to`: a folder to copy the servers' logs into before they go."""
     with fault_site(
         f"faults-{scenario.name}-",
         pgbouncer_variables=scenario.pgbouncer_variables,
@@ -108,6 +124,8 @@ def scenario_run(
         with ReadyzPoll(site) as readyz, Load(plan) as load:
             time.sleep(max(0.0, load.started + shape.fault_after - time.monotonic()))
             scenario.act(site, timeline)
+        if logs_to is not None:
+            _logs_copy(site, logs_to)
         if "fault" not in timeline.events:
             raise RuntimeError(f"the fault {scenario.name!r} never marked 'fault'")
         return FaultRun(

@@ -88,9 +88,7 @@ def planned_restart(site: FaultSite, timeline: Timeline) -> None:
     timeline.mark("fault")
     try:
         site.manage(
-            "pgbouncer_maintenance",
-            "--timeout",
-            "10",
+            "pgbouncer_maintenance",  # its default --timeout, as an operator's
             "--",
             *pg_ctl(site.stack, "restart"),
             env={"PGBOUNCER_MAINTENANCE_URL": url},
