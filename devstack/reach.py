@@ -4,8 +4,12 @@ As root, PostgreSQL and PgBouncer run as `postgres` and gunicorn as `nobody`; a
 checkout under a private folder (/root is 0700) shuts them out. Rather than ask the
 user to move it, each account is granted search-only permission (x: it may pass
 through, not list) on exactly the folders that shut it out, as one POSIX ACL entry
-per folder: the folder's mode and owner stay as they were, and `setfacl -x` undoes
-it. A second run finds nothing shut and grants nothing.
+per folder. The ACL's mask is set by hand to what it was (or, with no ACL yet, to
+the group's permission) plus x: setfacl's own recalculation would widen the mask,
+and with it what other named entries may do (an r-x mask over a rwx entry would let
+that entry write). `ls -l` then shows the mask in the group column (drwx--x---+).
+The printed undo restores the folder: `setfacl -b` where it had no ACL before, else
+`setfacl -x` of the one entry. A second run finds nothing shut and grants nothing.
 
 Whether an account can pass a folder is asked of the kernel, as that account: a
 `test -x` run with its uid and no supplementary groups, as the servers run. The
@@ -62,14 +66,34 @@ def _mode(path: Path) -> str:
     return f"mode {oct(info.st_mode & 0o777)}, owner uid {info.st_uid}"
 
 
-def acl_grant(account: Account, folder: Path, *, what: str) -> None:
-    """`setfacl -m u:ACCOUNT:x folder`; a StackError naming the fixes if it cannot."""
+def _acl_entries(folder: Path) -> list[str]:
+    result = subprocess.run(
+        ["getfacl", "--omit-header", "--absolute-names", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return [line for line in result.stdout.split() if line.count(":") == 2]
+
+
+def _mask_with_search(entries: Sequence[str]) -> str:
+    """The mask an ACL has, or the group's permission where it has none, plus x."""
+    kinds = {e.rsplit(":", 1)[0]: e.rsplit(":", 1)[1] for e in entries}
+    now = kinds.get("mask:") or kinds.get("group:") or "---"
+    return now[:2] + "x"
+
+
+def acl_grant(account: Account, folder: Path, *, what: str) -> str:
+    """Grant `account` search access to `folder` with an ACL entry, leaving what any
+    other entry may do as it was; return the command that undoes it. A StackError
+    naming the fixes if it cannot."""
     others = (
         "move the checkout out of it (or point DEVSTACK_DIR at a folder others can "
         "enter, for the data), or run as a normal user"
     )
     setfacl = shutil.which("setfacl")
-    if setfacl is None:
+    if setfacl is None or shutil.which("getfacl") is None:
         raise StackError(
             f"running as root, {what} run as {account.name!r}, which cannot enter "
             f"{folder} ({_mode(folder)}). devstack would grant it search-only access "
@@ -77,8 +101,11 @@ def acl_grant(account: Account, folder: Path, *, what: str) -> None:
             f"(apt-get install acl; devstack/bootstrap.sh does it as root), or "
             f"{others}."
         )
+    entries = _acl_entries(folder)
+    extended = any(e.startswith("mask:") for e in entries)
+    spec = f"u:{account.name}:x,m::{_mask_with_search(entries)}"
     result = subprocess.run(
-        [setfacl, "-m", f"u:{account.name}:x", str(folder)],
+        [setfacl, "-m", spec, str(folder)],
         capture_output=True,
         text=True,
         check=False,
@@ -88,10 +115,13 @@ def acl_grant(account: Account, folder: Path, *, what: str) -> None:
         raise StackError(
             f"running as root, {what} run as {account.name!r}, which cannot enter "
             f"{folder} ({_mode(folder)}), and granting it search-only access failed: "
-            f"setfacl -m u:{account.name}:x {folder}: "
+            f"setfacl -m {spec} {folder}: "
             f"{(result.stdout + result.stderr).strip()}. The filesystem may not "
             f"support ACLs (mount it with the acl option), or {others}."
         )
+    if extended:
+        return f"setfacl -x u:{account.name} {folder}"
+    return f"setfacl -b {folder}"
 
 
 def _verb(path: Path, access: str) -> str:
@@ -100,23 +130,24 @@ def _verb(path: Path, access: str) -> str:
     return {"r": "read", "x": "run", "w": "write"}.get(access, f"open ({access})")
 
 
-def _reach_one(account: Account, target: Path, access: str, *, what: str) -> list[Path]:
+def _reach_one(
+    account: Account, target: Path, access: str, *, what: str
+) -> list[tuple[Path, str]]:
     # The folders above the target, as they really are (symlinks resolved): the
     # target itself is checked as named, so a symlink's destination must be a
     # target of its own.
     parent = Path(os.path.abspath(target)).parent.resolve()
     chain = [*reversed(parent.parents), parent]
-    granted: list[Path] = []
+    granted: list[tuple[Path, str]] = []
     while (shut := _first_shut(account, chain)) is not None:
-        if shut in granted:
+        if shut in [folder for folder, _ in granted]:
             raise StackError(
                 f"{what} run as {account.name!r}, which still cannot enter {shut} "
                 f"after an ACL granted it search access ({_mode(shut)}); something "
                 f"else (a security module, the mount) refuses it. Move the checkout, "
                 f"or run as a normal user."
             )
-        acl_grant(account, shut, what=what)
-        granted.append(shut)
+        granted.append((shut, acl_grant(account, shut, what=what)))
     if not can_access(account, target, access):
         raise StackError(
             f"{what} run as {account.name!r}, which may not {_verb(target, access)} "
@@ -137,15 +168,15 @@ def reach_ensure(
     No-op when we are not root (the account is then ourselves)."""
     if account.uid is None:
         return []
-    granted: list[Path] = []
+    granted: list[tuple[Path, str]] = []
     for target, access in targets:
         granted += _reach_one(account, target, access, what=what)
     if granted:
-        folders = " ".join(map(str, granted))
+        folders = " ".join(str(folder) for folder, _ in granted)
+        undo = "; ".join(command for _, command in granted)
         print(
             f"Granted {account.name!r} ({what}) search-only access (ACL "
-            f"u:{account.name}:x) to {folders}; undo: "
-            f"setfacl -x u:{account.name} {folders}",
+            f"u:{account.name}:x) to {folders}; undo: {undo}",
             flush=True,
         )
-    return granted
+    return [folder for folder, _ in granted]

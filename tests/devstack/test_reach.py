@@ -31,7 +31,7 @@ def test_only_the_folders_that_shut_it_out_are_granted_once(account, scratch, ca
         assert first == [private]  # not the open folders below it, nor / or /tmp
         assert account.uid in acl_user_ids(private)
         assert stat.S_IMODE(private.stat().st_mode) & 0o007 == 0  # no chmod
-        assert f"undo: setfacl -x u:{account.name} {private}\n" in out
+        assert f"undo: setfacl -b {private}\n" in out  # it had no ACL before
     else:
         assert (first, out) == ([], "")
     assert reach_ensure(account, [(data, "x")], what="the test's servers") == []
@@ -65,3 +65,27 @@ def test_without_setfacl_the_error_names_the_fix(account, scratch, monkeypatch):
     assert f"cannot enter {private} (mode 0o700" in message
     assert "setfacl is not installed. Install the acl package" in message
     assert "DEVSTACK_DIR" in message
+
+
+def test_a_grant_widens_no_other_entry(scratch):
+    """setfacl's own mask recalculation would let a named rwx entry, held to r-x by
+    the mask, write; the grant keeps the mask as it was, plus search."""
+    import subprocess
+
+    private = scratch("test-reach-mask-", mode=0o700)
+    (private / "data").mkdir(mode=0o755)
+    nobody = Account.for_servers("nobody")
+    if not ROOT:  # the account is then ourselves: nothing to grant
+        assert reach_ensure(nobody, [(private / "data", "x")], what="x") == []
+        return
+    subprocess.run(["setfacl", "-m", "u:daemon:rwx,m::r-x", str(private)], check=True)
+    assert reach_ensure(nobody, [(private / "data", "x")], what="x") == [private]
+    acl = subprocess.run(
+        ["getfacl", "--omit-header", "--absolute-names", str(private)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "mask::r-x" in acl
+    assert "user:daemon:rwx\t#effective:r-x" in acl
+    assert "user:nobody:--x" in acl
