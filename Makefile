@@ -49,7 +49,7 @@ pytest:
 
 # Any manage.py command against the stack `make run` started: make manage ARGS=shell
 manage: bootstrap
-	set -a && . .devstack/stack.env && set +a && $(PY) manage.py $(ARGS)
+	set -a && . "$${DEVSTACK_DIR:-.devstack}/stack.env" && set +a && $(PY) manage.py $(ARGS)
 
 clean:
 	rm -rf .venv staticfiles
