@@ -210,9 +210,14 @@ def test_run_from_a_checkout_in_a_private_folder(ports, scratch):
     assert oct(private.stat().st_mode & 0o707) == "0o700"  # no chmod, only ACLs
     if os.geteuid() == 0:
         for account in (os.environ.get("DEVSTACK_USER") or "postgres", "nobody"):
-            undo = [line for line in run.lines if f"setfacl -x u:{account} " in line]
-            assert len(undo) == 1, output
-            assert str(private) in undo[0].split("setfacl -x", 1)[1]
+            granted = [line for line in run.lines if f"Granted {account!r} " in line]
+            assert len(granted) == 1, output
+            # The undo: the one entry (-x), or the whole ACL where there was none.
+            undo = granted[0].split("; undo: ", 1)[1].strip()
+            assert undo in (
+                f"setfacl -x u:{account} {private}",
+                f"setfacl -b {private}",
+            ), output
             assert pwd.getpwnam(account).pw_uid in acl_user_ids(private)
     else:
         assert "setfacl" not in output
