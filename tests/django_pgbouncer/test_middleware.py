@@ -57,6 +57,12 @@ def backend_terminate(url, marker, *, timeout=15.0):
 @pytest.fixture
 def fault_site(settings):
     settings.ROOT_URLCONF = "tests.django_pgbouncer.middleware_urls"
+    # The app's middleware as it ships (GET and HEAD retried), in place of the
+    # site's subclass (config/middleware.py, which adds POST).
+    settings.MIDDLEWARE = [
+        MIDDLEWARE if m.endswith("BackendLossMiddleware") else m
+        for m in settings.MIDDLEWARE
+    ]
     middleware_urls.RUNS.clear()
 
 
