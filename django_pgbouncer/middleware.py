@@ -189,14 +189,19 @@ def _refusal(
 
 
 def connection_renew(alias: str, *, deadline: float) -> Fault | None:
-    """Close `alias`'s connection and open a new one, trying again (until
-    `deadline`) while PgBouncer or PostgreSQL behind it is away; not while the
-    pool is overloaded. None when connected."""
+    """Close `alias`'s connection and open a new one that reaches PostgreSQL,
+    trying again (until `deadline`) while PgBouncer or PostgreSQL behind it is away;
+    not while the pool is overloaded. None when connected."""
     conn = connections[alias]
     while True:
         conn.close()
         try:
             conn.ensure_connection()
+            # PgBouncer lets a client log in while PostgreSQL is still away (it
+            # holds the verifier), then fails its first query until a server login
+            # works ("server_login_retry"): one round trip shows the way is open.
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
             return None
         except DatabaseError as error:
             fault = fault_classify(error, connection_closed=True)
