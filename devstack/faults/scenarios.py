@@ -73,8 +73,10 @@ def _app_pool(site: FaultSite) -> Any:
 
 
 def _app_xacts(site: FaultSite) -> int:
-    stats = next(s for s in site.console("STATS") if s.database == APP_DB)
-    return int(stats.total_xact_count)
+    """SHOW STATS's transactions of the site's database; 0 before a new
+    PgBouncer has served it (it has no row for it yet)."""
+    rows = [s for s in site.console("STATS") if s.database == APP_DB]
+    return int(rows[0].total_xact_count) if rows else 0
 
 
 # --- planned PostgreSQL restart through the maintenance command --------------
