@@ -51,8 +51,8 @@ def _failures_answered_503(failures: list[Sample]) -> list[str]:
     wrong = [s for s in failures if s.status != 503 or not s.retry_after]
     if not wrong:
         return []
-    return [f"{len(wrong)} failed requests were not 503 + Retry-After: "
-            f"{_failed_text(wrong)}"]  # fmt: skip
+    text = f"{len(wrong)} failed requests were not 503 + Retry-After: "
+    return [text + _failed_text(wrong)]
 
 
 def _in_flight(run: FaultRun, event: str, kind: str | None = None) -> list[Sample]:
