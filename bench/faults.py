@@ -3,11 +3,12 @@ load than the tests (16 clients for 20 s, the fault 6 s in). The scenarios and
 their checks are devstack.faults's, the ones tests/faults asserts on.
 
     .venv/bin/python -m bench.faults [--only NAME,...] [--readers 12]
-        [--writers 4] [--seconds 20] [--fault-at 6]
+        [--writers 4] [--seconds 20] [--fault-at 6] [--render]
 
 A full run (every fault, the default load) writes results/faults.{json,md};
 bench.readme puts its table in bench/README.md. --only, or another load, prints
-the table and writes nothing. Run it on an idle machine.
+the table and writes nothing; --render rebuilds faults.md from faults.json. Run
+it on an idle machine.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ DEFAULT_SHAPE = Shape(readers=12, writers=4, seconds=20.0, fault_after=6.0)
 # What the table's columns mean (faults.md and bench/README.md say it).
 LEGEND = (
     "requests: every request the clients sent; failed: answered 5xx or not at all "
-    "(status in brackets); p99: the 99th percentile latency of every request; "
+    "(reads and writes, and the statuses, in brackets); p99: the 99th percentile "
+    "latency of every request; "
     "recovery: seconds from the fault to the end of the first successful request "
     "sent after the fault and after the last failure (with no failure, how long "
     "the fault stalled a new request); holds: whether the issue's row held, as "
@@ -110,7 +112,8 @@ def faults_table(faults: Sequence[dict[str, Any]]) -> list[str]:
             for s, n in f["statuses"].items()
             if s == "error" or s.startswith("5")
         )
-        failed = f"{f['failed']} ({statuses})" if statuses else str(f["failed"])
+        split = f"{f['failed_reads']} reads, {f['failed_writes']} writes"
+        failed = f"{f['failed']} ({split}; {statuses})" if statuses else "0"
         lines.append(
             f"| {f['fault']} | {f['must_show']} | {f['requests']} | {failed} "
             f"| {_cell(f['p99_ms'], 'ms')} | {_cell(f['recovery_s'], 's')} "
@@ -156,12 +159,18 @@ def _parser() -> argparse.ArgumentParser:
     add("--writers", type=int, default=DEFAULT_SHAPE.writers)
     add("--seconds", type=float, default=DEFAULT_SHAPE.seconds)
     add("--fault-at", type=float, default=DEFAULT_SHAPE.fault_after)
+    add("--render", action="store_true", help="faults.md again from faults.json")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    if args.render:  # after a change to the table, from the committed run
+        md = markdown(json.loads((RESULTS / f"{NAME}.json").read_text()))
+        (RESULTS / f"{NAME}.md").write_text(md)
+        print(md)
+        return 0
     shape = Shape(args.readers, args.writers, args.seconds, args.fault_at)
     only = [n for n in args.only.split(",") if n]
     unknown = set(only) - {s.name for s in SCENARIOS}

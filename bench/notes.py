@@ -139,6 +139,27 @@ NOTES = {
         "clients, on " + _AFTER + "." + _SAME,
         same=(("6", "6a"), ("3", "3b")),
     ),
+    "faults": Note(
+        "2026-11-25 14:52 UTC",
+        "Issue 9's faults on commit 632dc1c, the machine otherwise idle: the site "
+        "with config.middleware.SiteBackendLossMiddleware (GET, HEAD and a POST "
+        "that had not written run again once after a lost backend, waiting up to "
+        "5 s for a query to reach PostgreSQL), the renderer's server_login_retry "
+        "2 s, query_wait_timeout 10 s (the overload fault sets 2 s and a pool of "
+        "1). The planned restart is `manage.py pgbouncer_maintenance -- pg_ctl "
+        "restart`; the terminations (twice, 1.5 s apart) and the SIGKILL land while "
+        "requests wait on a lock held on the posts table, so they meet requests in "
+        "flight; PostgreSQL is started again 0.5 s after the kill by devstack's "
+        "restart (what make run's monitor does), and answered 1.3 s after it "
+        "accepted connections again (the kill at 6.56 s, the restart at 7.38 s, "
+        "the service back at 8.67 s); the PgBouncer restart is devstack's (a new "
+        "process on the port with so_reuseport, then SIGINT to the old one). The "
+        "PgBouncer row's bar is lower than the issue's '0 failed' (commit "
+        "4b5358d): PgBouncer 1.18 drops a query a client sends to the old "
+        "process as it exits, and a write caught there is answered 503; none "
+        "was caught in this run. Failures per fault are in the JSON (statuses, "
+        "the instants, what the servers said).",
+    ),
     "profile-6-gil.txt": Note(
         "6. ours: make run's defaults, PgBouncer {'GUNICORN_CMD_ARGS': "
         "'--reuse-port'}, list page, 16 clients, py-spy --gil",
