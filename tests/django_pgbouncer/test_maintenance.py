@@ -27,7 +27,7 @@ import pytest
 
 from devstack.ephemeral import ephemeral_pgbouncer, ephemeral_stack
 from devstack.errors import ServersMissing
-from devstack.postgres import postgres_bindir
+from devstack.faults.site import pg_ctl
 from devstack.stack import PROJECT_DIR, Stack
 from django_pgbouncer import PostgresURL
 from tests.fixtures.stack import missing_servers
@@ -89,24 +89,6 @@ def private_stack() -> Iterator[Stack]:
             missing_servers(str(error))
         cleanup.enter_context(postgres_restarts_stopped(stack))
         yield stack
-
-
-def pg_ctl(stack: Stack, action: str) -> list[str]:
-    """pg_ctl on the stack's cluster, as the servers' account (root may not)."""
-    postgres = stack.postgres
-    argv = [
-        str(postgres_bindir() / "pg_ctl"),
-        "-D",
-        str(postgres.config.datadir),
-        "-l",  # else the new server holds CMD's stdout open
-        str(postgres.log),
-        "-m",
-        "fast",
-        "-w",
-        action,
-    ]
-    name = stack.account.name
-    return ["runuser", "-u", name, "--", *argv] if name else argv
 
 
 def secrets_of(stack: Stack) -> list[str]:

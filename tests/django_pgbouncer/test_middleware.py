@@ -28,7 +28,7 @@ from devstack.process import Account, run_checked
 from devstack.stack import PROJECT_DIR, web_child
 from django_pgbouncer.faults import Fault
 from tests.django_pgbouncer import middleware_urls
-from tests.fixtures.stack import web_env
+from tests.fixtures.stack import default_alias_through, web_env
 
 MIDDLEWARE = "django_pgbouncer.middleware.BackendLossMiddleware"
 
@@ -243,20 +243,6 @@ def test_a_post_that_had_not_written_gets_503(stack, fault_site):
     )
     assert response.status_code == 503
     assert middleware_urls.RUNS[marker] == 1
-
-
-@contextmanager
-def default_alias_through(port):
-    """The `default` alias pointed at another PgBouncer for the block."""
-    conn = connections["default"]
-    before = conn.settings_dict["PORT"]
-    conn.close()
-    conn.settings_dict["PORT"] = port  # in place: the wrapper holds this dict
-    try:
-        yield conn
-    finally:
-        conn.close()
-        conn.settings_dict["PORT"] = before
 
 
 def pgbouncer_crash_and_restart(stack, bouncer, marker):

@@ -10,16 +10,15 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 from django.core.signals import request_started
-from django.db import OperationalError, connections
+from django.db import OperationalError
 
 from devstack.ephemeral import ephemeral_pgbouncer, ephemeral_stack
 from devstack.process import Account, run_checked
 from devstack.stack import PROJECT_DIR, web_child
-from tests.fixtures.stack import missing_servers, web_env
+from tests.fixtures.stack import default_alias_through, missing_servers, web_env
 
 pytestmark = pytest.mark.servers
 
@@ -89,20 +88,6 @@ def descriptors_above_1024():
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-@contextmanager
-def default_alias_through(port):
-    """The `default` alias pointed at another PgBouncer for the block."""
-    conn = connections["default"]
-    before = conn.settings_dict["PORT"]
-    conn.close()
-    conn.settings_dict["PORT"] = port  # in place: the wrapper holds this dict
-    try:
-        yield conn
-    finally:
-        conn.close()
-        conn.settings_dict["PORT"] = before
 
 
 def kept_connection_closed_by_pgbouncer(conn):
