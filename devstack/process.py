@@ -220,6 +220,15 @@ class Child:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
 
+    def wait_exit(self, timeout: float) -> None:
+        """Wait for it to exit of itself; stop it if it has not within `timeout`."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None:
             return

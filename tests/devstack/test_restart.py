@@ -150,8 +150,8 @@ def test_restart_postgres_fails_no_request(run):
 
 
 def test_restart_pgbouncer_fails_no_request(run):
-    """A new PgBouncer listens beside the old one (so_reuseport) before the old
-    one is told to go (SIGINT); the port never refuses a client."""
+    """An online restart (-R): the new PgBouncer takes over the old one's
+    sockets, clients and server connections included; no client sees it."""
     (before,) = pgbouncer_pids(run.root)
     samples, said, returned = restart_under_load(run, "restart-pgbouncer")
     assert "PgBouncer restarted in" in said
@@ -162,6 +162,8 @@ def test_restart_pgbouncer_fails_no_request(run):
     # The new process's counters started at its start: the load went through it.
     assert app_transactions(run) > 0
     assert "PgBouncer stopped unexpectedly" not in run.output
+    log = (run.root / "pgbouncer" / "pgbouncer.log").read_text()
+    assert "old process killed, resuming work" in log
 
 
 def home_page_within(run: Run, seconds: float) -> bytes:
