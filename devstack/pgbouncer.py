@@ -22,6 +22,10 @@ from .process import Account, Child, port_require_free, port_wait_free
 # finish its transactions and go (1.18's SIGINT: PAUSE, then exit).
 START_SECONDS = 20.0
 STOP_SECONDS = 15.0
+# Online restart (-R) is deprecated from 1.20 and gone in later releases
+# (pgbouncer#894, #1581); from 1.23, SIGTERM waits for the old process's clients
+# to leave, which makes so_reuseport the supported rolling restart (#902).
+ONLINE_RESTART_BEFORE = (1, 23)
 # sockaddr_un's sun_path holds 107 bytes and a NUL; PgBouncer's socket is
 # <unix_socket_dir>/.s.PGSQL.<port>.
 SOCKET_PATH_MAX = 107
@@ -43,13 +47,16 @@ class PgBouncerSetup:
         path = f"{self.workdir}/.s.PGSQL.{self.port}"
         return str(self.workdir) if len(path.encode()) <= SOCKET_PATH_MAX else ""
 
-    def env(self) -> dict[str, str]:
-        """The variables the renderer reads; our address and socket always win."""
+    def env(self, *, socket: bool = True) -> dict[str, str]:
+        """The variables the renderer reads; our address and socket always win.
+
+        Without `socket`, none: two processes sharing the port (so_reuseport)
+        cannot share a socket path, and the second one would exit."""
         return {
             **self.variables,
             "LISTEN_ADDR": self.host,
             "LISTEN_PORT": str(self.port),
-            "UNIX_SOCKET_DIR": self.socket_dir(),
+            "UNIX_SOCKET_DIR": self.socket_dir() if socket else "",
         }
 
 
@@ -72,7 +79,9 @@ class PgBouncer:
         cfg = self.config
         try:
             ini, userlist = pgbouncer_files_write(
-                cfg.env(), directory=cfg.workdir, version=self.version
+                cfg.env(socket=self.version < ONLINE_RESTART_BEFORE),
+                directory=cfg.workdir,
+                version=self.version,
             )
         except ConfigError as error:
             raise StackError(str(error)) from None
@@ -107,8 +116,19 @@ class PgBouncer:
     def _setting(self, key: str) -> str:
         """A key's value in the running files ("" if absent)."""
         text = self.ini.read_text() if self.ini.exists() else ""
-        found = re.search(rf"^{key}\s*=\s*(.*?)\s*$", text, re.MULTILINE)
+        found = re.search(rf"^{key}[ \t]*=[ \t]*(.*?)[ \t]*$", text, re.MULTILINE)
         return found.group(1) if found else ""
+
+    def restarts_online(self) -> bool:
+        """Whether -R can take over the running files' sockets: a Unix socket to
+        reach the old process by, a version that has -R, and no TLS, whose
+        connections -R cannot hand over (they are dropped)."""
+        return (
+            self.version < ONLINE_RESTART_BEFORE
+            and self._setting("unix_socket_dir") != ""
+            and self._setting("client_tls_sslmode") in ("", "disable")
+            and self._setting("server_tls_sslmode") in ("", "disable")
+        )
 
     def shares_port(self) -> bool:
         """Whether the running files say so_reuseport = 1: a second PgBouncer may
@@ -118,7 +138,7 @@ class PgBouncer:
     def restart(self) -> None:
         """A new PgBouncer process, with the files of the running one.
 
-        Online (-R) where the running one has a Unix socket: the new process
+        Online (-R) where it can (restarts_online()): the new process
         logs in to the old one's console through it (as `pgbouncer`, which the
         same Unix account may without a password), SUSPENDs it, takes over its
         listening socket and every client and server connection with their
@@ -141,11 +161,7 @@ class PgBouncer:
         Without either, or with no PgBouncer running (a crash), it is stop, then
         start."""
         old = self.child
-        if (
-            old is not None
-            and old.exited() is None
-            and self._setting("unix_socket_dir")
-        ):
+        if old is not None and old.exited() is None and self.restarts_online():
             new = self._child("-R")
             new.start(timeout=START_SECONDS, own_socket=True)
             self.child = new

@@ -24,7 +24,8 @@ def stack() -> Iterator[Stack]:
 
 
 def pid(bouncer: PgBouncer) -> int:
-    assert bouncer.child is not None and bouncer.child.pid is not None
+    assert bouncer.child is not None
+    assert bouncer.child.pid is not None
     return bouncer.child.pid
 
 
@@ -52,19 +53,28 @@ def test_a_transaction_in_flight_lives_through_an_online_restart(stack):
     assert TAKEOVER in bouncer.log.read_text()
 
 
-def test_without_a_socket_the_restart_shares_the_port(stack, tmp_path):
-    """Where the socket path would be too long, no socket: the new process
-    listens beside the old one (so_reuseport), and the old one goes."""
-    prefix = "test-pgb-" + "x" * SOCKET_PATH_MAX
-    with ephemeral_pgbouncer(
-        stack, prefix, variables={"SO_REUSEPORT": "1"}
-    ) as bouncer:
+@pytest.mark.parametrize(
+    ("prefix", "version"),
+    [
+        ("test-pgb-" + "x" * SOCKET_PATH_MAX, (1, 18)),  # too long: no socket
+        ("test-pgb-", (1, 23)),  # -R deprecated: SIGTERM's rolling restart
+    ],
+    ids=["socket-path-too-long", "pgbouncer-1.23"],
+)
+def test_otherwise_the_restart_shares_the_port(stack, prefix, version):
+    """Without online restart the new process listens beside the old one
+    (so_reuseport), and the old one goes."""
+    with ephemeral_pgbouncer(stack, prefix, variables={"SO_REUSEPORT": "1"}) as bouncer:
+        bouncer.version = version
+        bouncer.write_files()
         assert "unix_socket_dir = \n" in bouncer.ini.read_text()
+        assert not bouncer.restarts_online()
         before = pid(bouncer)
         old = bouncer.child
         bouncer.restart()
         assert pid(bouncer) != before
-        assert old is not None and old.exited() == 0
+        assert old is not None
+        assert old.exited() == 0
         url = stack.direct_url.with_(port=bouncer.config.port).url()
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
