@@ -40,6 +40,11 @@ class PostPage:
         return self.number - 1
 
 
+# PostgreSQL's OFFSET and LIMIT are bigints: a larger one is an error, not an
+# empty result. No table holds that many rows, so such a page is empty unasked.
+BIGINT_MAX = 2**63 - 1
+
+
 def post_page(*, number: int, size: int = PAGE_SIZE) -> PostPage:
     """Page `number` (from 1) of post_list(), in one query.
 
@@ -48,5 +53,14 @@ def post_page(*, number: int, size: int = PAGE_SIZE) -> PostPage:
     reads the whole table, so it grows with it.
     """
     start = (number - 1) * size
+    if start + size + 1 > BIGINT_MAX:
+        return PostPage(posts=[], number=number, has_next=False)
     rows = list(post_list()[start : start + size + 1])
     return PostPage(posts=rows[:size], number=number, has_next=len(rows) > size)
+
+
+def post_page_last(*, size: int = PAGE_SIZE) -> PostPage:
+    """The last page (the first when there are no posts). It counts the posts, a
+    cost paid only by `?page=last`, which no page of the site links to."""
+    count = post_list().count()
+    return post_page(number=max(1, -(-count // size)), size=size)

@@ -29,10 +29,54 @@ def test_list_page_shows_newest_first_and_paginates(client):
     assert 'href="?page=1" rel="prev"' in second
 
 
-@pytest.mark.parametrize("page", ["0", "-1", "x", "3"])
+# ?page= is read as Django's ListView reads it: int() of the value, `last` for the
+# last page, empty for the first; anything else, or a page past the end, is a 404.
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param("0", id="zero"),
+        pytest.param("-1", id="negative"),
+        pytest.param("x", id="word"),
+        pytest.param("3", id="past-the-end"),
+        pytest.param("%C2%B2", id="superscript-two"),
+        pytest.param("1.5", id="fraction"),
+        pytest.param("99999999999999999999", id="offset-beyond-bigint"),
+        pytest.param("9" * 5000, id="more-digits-than-int-reads"),
+        pytest.param("%00", id="nul"),
+        pytest.param("LAST", id="last-in-capitals"),
+    ],
+)
 def test_a_page_out_of_range_is_404(client, page):
     demo_posts_seed(count=25)
     assert client.get(f"/?page={page}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [
+        pytest.param("", 1, id="empty"),
+        pytest.param("last", 2, id="last"),
+        pytest.param("%D9%A2", 2, id="arabic-indic-two"),
+        pytest.param("%EF%BC%92", 2, id="fullwidth-two"),
+        pytest.param("+2", 2, id="plus-sign"),
+    ],
+)
+def test_a_page_read_as_listview_reads_it(client, page, shown):
+    demo_posts_seed(count=25)
+    response = client.get(f"/?page={page}")
+    assert response.status_code == 200
+    assert f"Page {shown}<" in response.content.decode()
+
+
+def test_the_last_page_of_an_empty_list_is_the_first(client):
+    response = client.get("/?page=last")
+    assert response.status_code == 200
+    assert "No posts yet" in response.content.decode()
+
+
+@pytest.mark.parametrize("pk", ["99999999999999999999", "0"])
+def test_a_post_number_out_of_range_is_404(client, pk):
+    assert client.get(f"/posts/{pk}/").status_code == 404
 
 
 def test_list_page_reads_only_the_columns_it_shows(client, django_assert_num_queries):
@@ -81,3 +125,12 @@ def test_admin_login_and_new_post_appears_on_the_list(client, django_user_model)
     assert "Written in the admin" in client.get("/").content.decode()
     changelist = client.get("/admin/core/post/?q=admin")
     assert "Written in the admin" in changelist.content.decode()
+
+
+@pytest.mark.parametrize("past", [0, 1], ids=["last-offset-postgres-reads", "beyond"])
+def test_pages_at_the_bigint_edge_are_404(client, past):
+    from core.selectors import BIGINT_MAX, PAGE_SIZE
+
+    # The largest page whose OFFSET and LIMIT still fit a bigint runs its query.
+    edge = (BIGINT_MAX - PAGE_SIZE - 1) // PAGE_SIZE + 1
+    assert client.get(f"/?page={edge + past}").status_code == 404
