@@ -162,6 +162,10 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+# Django's debug page and the report mailed to ADMINS, without a credential: its own
+# filter shows DATABASE_URL and the other URLs with their passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "django_pgbouncer.reporting.SecretReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,164 @@
+"""Error pages and error reports without credentials.
+
+Django's own filter hides a setting by its name only (API, AUTH, TOKEN, KEY,
+SECRET, PASS, SIGNATURE): `DATABASE_URL` and every other URL with a password in it
+show in full, on the debug page and in the report mailed to ADMINS, and so does
+the environment that runserver copies into `request.META`. This filter hides, in
+the settings, in `request.META` and in every frame's local variables:
+
+- a value whose name says it is secret (Django's names, and DSN, CREDENTIAL,
+  PRIVATE, CONNINFO);
+- the password of any URL (`scheme://user:PASSWORD@host`), and of a libpq conninfo
+  string (`password=...`);
+- each `DATABASES` entry's `PASSWORD` and `OPTIONS`;
+- any other occurrence, as written or percent-encoded, of a secret found by the
+  rules above in the settings or the process environment (at least
+  `MIN_SECRET_LENGTH` characters: masking every "pw" would garble the page).
+
+Use it with `DEFAULT_EXCEPTION_REPORTER_FILTER =
+"django_pgbouncer.reporting.SecretReporterFilter"`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pprint import pformat
+from types import FrameType
+from typing import Any
+from urllib.parse import unquote
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.views.debug import CallableSettingWrapper, SafeExceptionReporterFilter
+
+from .errors import redact
+
+__all__ = ["MIN_SECRET_LENGTH", "SecretReporterFilter", "secrets_collect"]
+
+MIN_SECRET_LENGTH = 6
+HIDDEN_NAMES = re.compile(
+    r"API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE"
+    r"|CREDENTIAL|DSN|PRIVATE|CONNINFO",
+    flags=re.IGNORECASE,
+)
+# The password of a URL: scheme://user:PASSWORD@ (any case of scheme).
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:(?P<pw>[^@\s]+)@")
+# libpq's key=value form: password=secret or password='a secret'.
+_CONNINFO_PASSWORD = re.compile(
+    r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s']+)", re.IGNORECASE
+)
+# Database entries: OPTIONS may carry sslpassword, a service file's secrets or
+# whatever a backend accepts; none of it is needed to read a traceback.
+_DATABASE_HIDDEN = ("PASSWORD", "OPTIONS")
+
+
+def _found(name: str, value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        if HIDDEN_NAMES.search(name):
+            yield value
+        for match in _URL_PASSWORD.finditer(value):
+            yield match["pw"]
+            yield unquote(match["pw"])
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _found(str(key), item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _found(name, item)
+
+
+def secrets_collect(items: Iterable[tuple[str, object]]) -> frozenset[str]:
+    """The secret values among named `items` (settings, environment variables)."""
+    return frozenset(
+        secret
+        for name, value in items
+        for secret in _found(name, value)
+        if len(secret) >= MIN_SECRET_LENGTH
+    )
+
+
+def _text_redact(text: str, secrets: Iterable[str]) -> str:
+    return _CONNINFO_PASSWORD.sub(r"\g<head>***", redact(text, secrets))
+
+
+class _Shown:
+    """A frame variable as the page prints it (Django's `pprint` filter), with
+    every secret masked: an object's repr can hold what its fields hide."""
+
+    def __init__(self, value: object, secrets: frozenset[str]) -> None:
+        self.value = value
+        self.secrets = secrets
+
+    def __repr__(self) -> str:
+        try:
+            text = pformat(self.value)
+        except Exception as error:  # as Django's pprint filter does
+            text = f"Error in formatting: {type(error).__name__}: {error}"
+        return _text_redact(text, self.secrets)
+
+
+class SecretReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter, extended to credentials in URLs, `DATABASES` and the
+    environment (see the module's docstring)."""
+
+    hidden_settings = HIDDEN_NAMES
+
+    def secrets(self) -> frozenset[str]:
+        # Read at each report, not cached: settings and the environment may change.
+        items = [(k, getattr(settings, k)) for k in dir(settings) if k.isupper()]
+        return secrets_collect([*items, *os.environ.items()])
+
+    def cleanse(self, key: object, value: Any, secrets: frozenset[str]) -> Any:
+        """`value` with every credential masked; `key` is its name, if any."""
+        if isinstance(key, str) and (
+            key == settings.SESSION_COOKIE_NAME or self.hidden_settings.search(key)
+        ):
+            return self.cleansed_substitute
+        if key == "DATABASES" and isinstance(value, Mapping):
+            value = {
+                alias: {
+                    k: self.cleansed_substitute if k in _DATABASE_HIDDEN else v
+                    for k, v in entry.items()
+                }
+                if isinstance(entry, Mapping)
+                else entry
+                for alias, entry in value.items()
+            }
+        if isinstance(value, dict):
+            return {k: self.cleanse(k, v, secrets) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            cleansed = [self.cleanse("", v, secrets) for v in value]
+            return tuple(cleansed) if isinstance(value, tuple) else cleansed
+        if isinstance(value, str):
+            return _text_redact(value, secrets)
+        if callable(value):
+            return CallableSettingWrapper(value)
+        return value
+
+    def cleanse_setting(self, key: object, value: Any) -> Any:
+        return self.cleanse(key, value, self.secrets())
+
+    def get_safe_settings(self) -> dict[str, Any]:
+        secrets = self.secrets()
+        return {
+            k: self.cleanse(k, getattr(settings, k), secrets)
+            for k in dir(settings)
+            if k.isupper()
+        }
+
+    def get_safe_request_meta(self, request: HttpRequest) -> dict[str, Any]:
+        if not hasattr(request, "META"):
+            return {}
+        secrets = self.secrets()
+        return {k: self.cleanse(k, v, secrets) for k, v in request.META.items()}
+
+    def get_traceback_frame_variables(
+        self, request: HttpRequest | None, tb_frame: FrameType
+    ) -> Any:
+        secrets = self.secrets()
+        return [
+            (name, _Shown(self.cleanse(name, value, secrets), secrets))
+            for name, value in super().get_traceback_frame_variables(request, tb_frame)
+        ]
