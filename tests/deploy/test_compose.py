@@ -44,10 +44,22 @@ ENV_MAINTENANCE = ROOT / ".env.maintenance"
 MAINTENANCE_SECTION = "# --- Planned maintenance"
 MAINTENANCE_VARIABLE = "PGBOUNCER_MAINTENANCE_URL"
 
-SERVICES = ("db", "pgbouncer-config", "pgbouncer", "web", "maintenance")
+SERVICES = ("db", "pgbouncer-config", "migrate", "pgbouncer", "web", "maintenance")
+INIT_SCRIPT = ROOT / "deploy" / "initdb" / "10-roles.sql"
+# The roles initdb/10-roles.sql makes: the owner of the tables, and the site's.
+OWNER_ROLE, SITE_ROLE = "app_owner", "app"
 CONFIG_VOLUME = "pgbouncer_config"
 # Read by the postgres image, not by our code.
 POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+# libpq's own variables, which psql in the pgbouncer service's health check reads.
+LIBPQ_VARIABLES = {
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGCONNECT_TIMEOUT",
+}
 # PostgreSQL's max_connections (100) less superuser_reserved_connections (3).
 POSTGRES_CONNECTIONS = 97
 
@@ -112,17 +124,79 @@ def env_files(name: str) -> list[Path]:
     return [(COMPOSE_FILE.parent / path).resolve() for path in paths]
 
 
-def service_env(name: str) -> dict[str, str]:
-    """A service's environment: its env files, then its `environment:` on top."""
-    svc = service(name)
-    environment = svc.get("environment") or {}
+# Compose's interpolation: $$, ${NAME}, ${NAME:-default}, ${NAME-default},
+# ${NAME:?error}, ${NAME?error}.
+_INTERPOLATION = re.compile(
+    r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})"
+)
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """`value` as compose fills it in from .env."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, op, arg = match["name"], match["op"] or "", match["arg"]
+        got = env.get(name)
+        missing = not got if op.startswith(":") else got is None
+        if missing and op.endswith("-"):
+            return str(arg)
+        assert not (missing and op.endswith("?")), f"compose would stop: {arg}"
+        return got or ""
+
+    return _INTERPOLATION.sub(one, value)
+
+
+def service_environment(name: str) -> dict[str, str | None]:
+    """A service's `environment:` as written: None where only the name is given."""
+    environment = service(name).get("environment") or {}
     if isinstance(environment, list):
-        environment = dict(item.split("=", 1) for item in environment)
+        environment = dict(
+            item.split("=", 1) if "=" in item else (item, None) for item in environment
+        )
+    return {k: None if v is None else str(v) for k, v in environment.items()}
+
+
+def env_file_example(path: Path) -> dict[str, str]:
     examples = {ROOT / ".env": env_example, ENV_MAINTENANCE: env_maintenance_example}
-    base: dict[str, str] = {}
+    return examples[path]()
+
+
+def service_declared(name: str) -> set[str]:
+    """Every variable a service may receive: its env files' and its `environment:`."""
+    names = set(service_environment(name))
     for path in env_files(name):
-        base |= examples[path]()
-    return {**base, **{key: str(value) for key, value in environment.items()}}
+        names |= set(env_file_example(path))
+    return names
+
+
+def service_env(name: str) -> dict[str, str]:
+    """A service's environment with .env.example as .env: its env files, then its
+    `environment:` on top (a bare name takes .env's value, or stays unset)."""
+    dotenv = env_example()
+    env: dict[str, str] = {}
+    for path in env_files(name):
+        env |= env_file_example(path)
+    for key, value in service_environment(name).items():
+        if value is None:
+            if key in dotenv:
+                env[key] = dotenv[key]
+        else:
+            env[key] = interpolate(value, dotenv)
+    return env
+
+
+def compose_variables() -> set[str]:
+    """The names the compose file takes from .env by interpolation."""
+    return {m["name"] for m in _INTERPOLATION.finditer(COMPOSE_FILE.read_text())} - {
+        None
+    }
+
+
+def init_variables() -> set[str]:
+    """The names the init script reads from the db container's environment."""
+    return set(re.findall(r"^\\getenv\s+\w+\s+(\w+)", INIT_SCRIPT.read_text(), re.M))
 
 
 def mount_point(name: str, volume: str) -> str | None:
@@ -212,8 +286,10 @@ def test_compose_has_its_services_and_no_version_key():
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_reads_the_env_file_at_the_repository_root(name):
-    assert ROOT / ".env" in env_files(name)
+def test_no_service_reads_the_whole_env_file(name):
+    # One .env for every container gave the database DJANGO_SECRET_KEY and the site
+    # the superuser's password: compose reads it, each service names what it gets.
+    assert ROOT / ".env" not in env_files(name)
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -253,10 +329,59 @@ def test_pgbouncer_healthcheck_queries_postgres_through_pgbouncer():
     command = healthcheck_command("pgbouncer")
     assert "pg_isready" not in command  # answers with the database down
     assert re.search(r"\bpsql\b.*select 1", command, re.IGNORECASE)
-    assert "$$DATABASE_URL" in command
-    assert "PGCONNECT_TIMEOUT=" in command or "connect_timeout" in command
-    url = postgres_url_parse(service_env("pgbouncer")["DATABASE_URL"], variable="x")
-    assert url.host == "pgbouncer"
+    # libpq's variables say where and as whom: PgBouncer itself, as the site.
+    env = service_env("pgbouncer")
+    config = rendered_config()
+    assert (env["PGHOST"], env["PGPORT"]) == (
+        "127.0.0.1",
+        config.setting("listen_port"),
+    )
+    assert (env["PGUSER"], env["PGPASSWORD"], env["PGDATABASE"]) == (
+        config.upstream.user,
+        config.upstream.password,
+        config.upstream.name,
+    )
+    assert float(env["PGCONNECT_TIMEOUT"]) > 0
+
+
+def secret_values() -> set[str]:
+    """Every password .env.example and .env.maintenance's section hold."""
+    values = {
+        value
+        for name, value in (env_example() | env_maintenance_example()).items()
+        if name.endswith("PASSWORD")
+    }
+    for name, value in (env_example() | env_maintenance_example()).items():
+        if name.endswith("_URL"):
+            values.add(postgres_url_parse(value, variable=name).password)
+    return values - {""}
+
+
+def command_lines(name: str) -> list[str]:
+    """What a service runs: its command, entry point and health check, as text."""
+    svc = service(name)
+    lines = [
+        " ".join(map(str, svc.get(key) or [])) for key in ("command", "entrypoint")
+    ]
+    if svc.get("healthcheck", {}).get("test"):
+        lines.append(healthcheck_command(name))
+    return [line for line in lines if line]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_no_password_on_a_command_line(name):
+    # A process's argv is world-readable (/proc/PID/cmdline, ps); its environment
+    # only to its own user. A URL or password expanded into argv is on show.
+    env = service_env(name)
+    holders = {
+        key for key, value in env.items() if any(s in value for s in secret_values())
+    }
+    for line in command_lines(name):
+        named = set(re.findall(r"\$\$\{?([A-Za-z_]\w*)", line))
+        assert named.isdisjoint(holders), (name, line)
+        assert "postgres://" not in line, line
+        assert "postgresql://" not in line, line
+        assert not any(secret in line for secret in secret_values()), name
 
 
 @pytest.mark.parametrize("name", ["db", "pgbouncer"])
@@ -269,6 +394,8 @@ def test_healthcheck_leaves_variables_to_the_container(name):
     ("name", "dependency", "condition"),
     [
         ("pgbouncer-config", "db", "service_healthy"),
+        ("migrate", "db", "service_healthy"),
+        ("web", "migrate", "service_completed_successfully"),
         ("pgbouncer", "db", "service_healthy"),
         ("pgbouncer", "pgbouncer-config", "service_completed_successfully"),
         ("web", "db", "service_healthy"),
@@ -276,6 +403,8 @@ def test_healthcheck_leaves_variables_to_the_container(name):
     ],
     ids=[
         "config-job-after-db-healthy",
+        "migrate-after-db-healthy",
+        "web-after-migrations",
         "pgbouncer-after-db-healthy",
         "pgbouncer-after-config-job-done",
         "web-after-db-healthy",
@@ -298,8 +427,9 @@ def test_every_awaited_health_has_a_healthcheck():
             assert not check.get("disable"), f"{name} waits on {dependency}'s health"
 
 
-def test_config_job_runs_once_and_servers_come_back():
-    assert service("pgbouncer-config")["restart"] == "no"  # quoted: YAML reads no
+def test_jobs_run_once_and_servers_come_back():
+    for name in ("pgbouncer-config", "migrate"):
+        assert service(name)["restart"] == "no", name  # quoted: YAML reads no
     for name in ("db", "pgbouncer", "web"):
         assert service(name)["restart"] in ("unless-stopped", "always"), name
 
@@ -342,7 +472,7 @@ def test_pgbouncer_runs_as_the_owner_of_its_files():
     assert owners.get(output_dir()) == job_user
 
 
-@pytest.mark.parametrize("name", ["db", "pgbouncer", "pgbouncer-config"])
+@pytest.mark.parametrize("name", ["db", "pgbouncer", "pgbouncer-config", "migrate"])
 def test_database_ports_stay_inside_the_compose_network(name):
     assert "ports" not in service(name)
 
@@ -375,24 +505,92 @@ def test_web_listens_where_compose_publishes(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("variable", "host", "port_from"),
+    ("name", "variable", "host", "role", "password"),
     [
-        ("DATABASE_URL", "pgbouncer", "listen_port"),
-        ("DIRECT_DATABASE_URL", "db", None),
-        ("POSTGRES_DATABASE_URL", "db", None),
+        ("web", "DATABASE_URL", "pgbouncer", SITE_ROLE, "APP_PASSWORD"),
+        ("web", "DIRECT_DATABASE_URL", "db", SITE_ROLE, "APP_PASSWORD"),
+        ("pgbouncer-config", "POSTGRES_DATABASE_URL", "db", SITE_ROLE, "APP_PASSWORD"),
+        ("migrate", "DIRECT_DATABASE_URL", "db", OWNER_ROLE, "APP_OWNER_PASSWORD"),
+    ],
+    ids=["web-pooled", "web-direct", "pgbouncer-upstream", "migrate-direct"],
+)
+def test_url_reaches_its_server_as_its_role(name, variable, host, role, password):
+    env, example = service_env(name), env_example()
+    url = postgres_url_parse(env[variable], variable=variable)
+    port = rendered_config().setting("listen_port") if host == "pgbouncer" else "5432"
+    assert (url.host, str(url.port)) == (host, port)
+    assert (url.user, url.password, url.name) == (
+        role,
+        example[password],
+        example["POSTGRES_DB"],
+    )
+
+
+def test_roles_have_passwords_of_their_own():
+    example = env_example()
+    passwords = [
+        example[name]
+        for name in ("POSTGRES_PASSWORD", "APP_OWNER_PASSWORD", "APP_PASSWORD")
+    ]
+    assert len(set(passwords)) == len(passwords)
+    assert example["POSTGRES_USER"] not in (OWNER_ROLE, SITE_ROLE)
+
+
+def test_the_db_container_holds_none_of_the_site_s_secrets():
+    declared = service_declared("db")
+    assert "DJANGO_SECRET_KEY" not in declared
+    assert not {name for name in declared if name.endswith("_URL")}
+
+
+@pytest.mark.parametrize("name", ["web", "pgbouncer", "pgbouncer-config"])
+def test_the_site_s_side_never_holds_a_password_above_its_role(name):
+    example = env_example()
+    above = {example["POSTGRES_PASSWORD"], example["APP_OWNER_PASSWORD"]}
+    for variable, value in service_env(name).items():
+        assert not any(password in value for password in above), (name, variable)
+    assert {"POSTGRES_PASSWORD", "APP_OWNER_PASSWORD"}.isdisjoint(
+        service_declared(name)
+    )
+
+
+SETTINGS_VARIABLES = variables_read("config/settings.py", "config/env.py")
+RENDERER_VARIABLES = (
+    variables_read("django_pgbouncer/render")
+    | {s.variable for s in SETTINGS}
+    | {"PGBOUNCER_VERSION"}
+)
+# What each service's code reads: it gets nothing else.
+READERS = {
+    "db": POSTGRES_IMAGE_VARIABLES | init_variables(),
+    "pgbouncer-config": RENDERER_VARIABLES,
+    "migrate": SETTINGS_VARIABLES,
+    "pgbouncer": LIBPQ_VARIABLES,
+    "web": variables_read("config"),
+    "maintenance": SETTINGS_VARIABLES | {MAINTENANCE_VARIABLE},
+}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_gets_only_the_variables_it_reads(name):
+    assert sorted(service_declared(name) - READERS[name]) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "needed"),
+    [
+        ("web", variables_read("config")),
+        (
+            "migrate",
+            SETTINGS_VARIABLES
+            - {"DATABASE_URL", "PGBOUNCER_ADMIN_URL", "METRICS_TOKEN"},
+        ),
+        ("pgbouncer-config", RENDERER_VARIABLES - {"PROMETHEUS_MULTIPROC_DIR"}),
     ],
 )
-def test_url_reaches_its_server_as_the_postgres_role(variable, host, port_from):
-    env = env_example()
-    url = postgres_url_parse(env[variable], variable=variable)
-    assert url.host == host
-    expected_port = rendered_config().setting(port_from) if port_from else "5432"
-    assert str(url.port) == expected_port
-    assert (url.user, url.password, url.name) == (
-        env["POSTGRES_USER"],
-        env["POSTGRES_PASSWORD"],
-        env["POSTGRES_DB"],
-    )
+def test_each_service_gets_every_variable_it_reads(name, needed):
+    # A name missing from a service's `environment:` is a setting in .env that
+    # silently never reaches it.
+    assert sorted(needed - service_declared(name)) == []
 
 
 def console_users(key: str) -> list[str]:
@@ -436,7 +634,7 @@ def test_the_maintenance_user_may_pause_and_is_not_the_sites():
 
 def test_the_web_service_never_receives_the_maintenance_url():
     assert MAINTENANCE_VARIABLE in env_example_documented()
-    assert MAINTENANCE_VARIABLE not in env_example()  # .env reaches every service
+    assert MAINTENANCE_VARIABLE not in env_example()  # kept out of .env entirely
     assert ENV_MAINTENANCE not in env_files("web")
     assert MAINTENANCE_VARIABLE not in service_env("web")
     holders = {name for name in SERVICES if MAINTENANCE_VARIABLE in service_env(name)}
@@ -489,8 +687,20 @@ def test_variable_is_documented(variable):
     assert variable in env_example_documented()
 
 
+def test_every_variable_a_service_takes_from_env_is_documented():
+    taken = compose_variables()
+    for name in SERVICES:
+        taken |= {k for k, v in service_environment(name).items() if v is None}
+    assert sorted(taken - set(env_example_documented())) == []
+
+
 def test_env_example_names_no_unknown_variable():
-    known = set(CODE_VARIABLES) | POSTGRES_IMAGE_VARIABLES
+    known = (
+        set(CODE_VARIABLES)
+        | POSTGRES_IMAGE_VARIABLES
+        | init_variables()
+        | compose_variables()
+    )
     assert sorted(set(env_example_documented()) - known) == []
 
 
@@ -609,20 +819,9 @@ def test_entrypoint_is_strict_bash():
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (
-            ["web"],
-            [
-                ("python manage.py migrate --noinput", "child"),
-                ("gunicorn -c config/gunicorn.py", "exec"),
-            ],
-        ),
-        (
-            [],
-            [
-                ("python manage.py migrate --noinput", "child"),
-                ("gunicorn -c config/gunicorn.py", "exec"),
-            ],
-        ),
+        (["web"], [("gunicorn -c config/gunicorn.py", "exec")]),
+        ([], [("gunicorn -c config/gunicorn.py", "exec")]),
+        (["migrate"], [("python manage.py migrate --noinput", "exec")]),
         (
             ["pgbouncer-config"],
             [
@@ -635,7 +834,7 @@ def test_entrypoint_is_strict_bash():
         ),
         (["tool", "--flag", "a value"], [("tool --flag a value", "exec")]),
     ],
-    ids=["web", "default-is-web", "pgbouncer-config", "anything-else"],
+    ids=["web", "default-is-web", "migrate", "pgbouncer-config", "anything-else"],
 )
 def test_entrypoint_runs(tmp_path, args, expected):
     returncode, calls = entrypoint_run(tmp_path, *args)
@@ -644,9 +843,13 @@ def test_entrypoint_runs(tmp_path, args, expected):
 
 
 def test_failed_migration_stops_the_web_server_from_starting(tmp_path):
-    returncode, calls = entrypoint_run(tmp_path, "web", fail="python")
+    returncode, calls = entrypoint_run(
+        tmp_path, *service("migrate")["command"], fail="python"
+    )
     assert returncode != 0
-    assert [command for command, _ in calls] == ["python manage.py migrate --noinput"]
+    assert calls == [("python manage.py migrate --noinput", "exec")]
+    # and the web service waits for the job to succeed (test_start_order).
+    assert service("web")["command"] == ["web"]
 
 
 # --- Dockerfile and .dockerignore ----------------------------------------------------
