@@ -69,6 +69,29 @@ HAZARDS = {
             "CREATE TEMP TABLE ... ON COMMIT DROP inside transaction.atomic()",
         ),
         Hazard(
+            "temp_object",
+            "a function, procedure, type or other object in pg_temp lives in one "
+            "server session: your next transaction may not find it, and another "
+            "client may call it",
+            "the object in an ordinary schema, made by a migration, or the "
+            "'direct' alias",
+        ),
+        Hazard(
+            "sequence_state",
+            "currval() and lastval() read the last nextval() of the server "
+            "connection's session: outside a transaction that is another "
+            "client's value, or none",
+            "the value nextval() or INSERT ... RETURNING gave you, or currval() "
+            "inside the same transaction.atomic() as its nextval()",
+        ),
+        Hazard(
+            "random_seed",
+            "setseed() seeds random() for the server connection: your next "
+            "transaction may not get the sequence, and other clients' random() "
+            "becomes predictable",
+            "random values from Python (random.Random(seed)), or the 'direct' alias",
+        ),
+        Hazard(
             "dblink",
             "dblink_connect() leaves a named connection in one server session: your "
             "next transaction may not find it, and another client may use it",

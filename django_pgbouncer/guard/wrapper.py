@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from django.dispatch import Signal
-from psycopg.sql import Composable
+from psycopg.sql import SQL, Composable, Identifier, Placeholder
 
 from ..conf import GuardMode, alias_options
 from ..errors import SessionStateError
 from .classify import session_state_find
 from .hazards import HAZARDS, Finding
+from .mask import statement_mask
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -79,41 +80,104 @@ class SessionStateGuard:
         context: dict[str, Any],
     ) -> Any:
         if self.mode != GuardMode.OFF and not _allowed.get():
-            finding = self._find(sql, context)
-            if finding is not None:
-                session_state_found.send(
-                    SessionStateGuard, alias=self.alias, finding=finding
-                )
-                if self.mode == GuardMode.RAISE:
-                    raise SessionStateError(_message(self.alias, finding))
-                logger.warning("%s", _message(self.alias, finding))
+            raw = getattr(context["cursor"], "cursor", None)
+            self.check(
+                sql,
+                params,
+                many=many,
+                connection=context["connection"],
+                server_side=bool(getattr(raw, "name", None)),
+            )
         return execute(sql, params, many, context)
 
-    @staticmethod
-    def _find(sql: Any, context: dict[str, Any]) -> Finding | None:
-        in_transaction = context["connection"].in_atomic_block
-        if isinstance(sql, Composable):  # psycopg's sql.SQL(...), sql.Composed
-            sql = sql.as_string(context["connection"].connection)
-        # A server-side cursor outside atomic() is DECLAREd WITH HOLD by psycopg:
-        # the SQL we see is its SELECT, so the cursor itself tells.
-        raw = getattr(context["cursor"], "cursor", None)
-        if getattr(raw, "name", None) and not in_transaction:
-            return Finding(HAZARDS["hold_cursor"], " ".join(str(sql).split())[:200])
-        return session_state_find(str(sql), in_transaction=in_transaction)
+    def check(
+        self,
+        sql: Any,
+        params: Any,
+        *,
+        many: bool,
+        connection: BaseDatabaseWrapper,
+        server_side: bool = False,
+    ) -> None:
+        """Raise or log when `sql` would leave session state (per the mode)."""
+        if self.mode == GuardMode.OFF or _allowed.get():
+            return
+        finding = _find(sql, params, many, connection, server_side)
+        if finding is None:
+            return
+        session_state_found.send(SessionStateGuard, alias=self.alias, finding=finding)
+        if self.mode == GuardMode.RAISE:
+            raise SessionStateError(_message(self.alias, finding))
+        logger.warning("%s", _message(self.alias, finding))
+
+
+def _find(
+    sql: Any,
+    params: Any,
+    many: bool,
+    connection: BaseDatabaseWrapper,
+    server_side: bool,
+) -> Finding | None:
+    in_transaction = connection.in_atomic_block
+    if isinstance(sql, Composable):  # psycopg's sql.SQL(...), sql.Composed
+        sql = sql.as_string(connection.connection)
+    # A server-side cursor outside atomic() is DECLAREd WITH HOLD by psycopg:
+    # the SQL we see is its SELECT, so the cursor itself tells.
+    if server_side and not in_transaction:
+        return Finding(HAZARDS["hold_cursor"], statement_mask(str(sql)))
+    return session_state_find(
+        str(sql), in_transaction=in_transaction, params=params, many=many
+    )
+
+
+def _callproc_sql(name: str | Identifier, count: int) -> Composable:
+    """The statement Django's cursor sends for callproc(name, args), with
+    placeholders where it inlines the arguments."""
+    ident = name if isinstance(name, Identifier) else Identifier(name)
+    return SQL("SELECT * FROM {}({})").format(
+        ident, SQL(", ").join([Placeholder()] * count)
+    )
+
+
+def _callproc_guard(connection: BaseDatabaseWrapper, guard: SessionStateGuard) -> None:
+    """Guard `cursor.callproc()`: Django's cursor sends its SELECT straight to
+    psycopg, past every execute wrapper, so the guard wraps the psycopg cursor
+    class of this connection (Django's own, or the one OPTIONS names)."""
+    raw = connection.connection
+    factory: type[Any] = raw.cursor_factory
+    if getattr(factory, "pgbouncer_guarded", False):
+        return
+
+    class GuardedCursor(factory):  # type: ignore[misc]
+        pgbouncer_guarded = True
+
+        def callproc(self, name: Any, args: Sequence[Any] | None = None) -> Any:
+            guard.check(
+                _callproc_sql(name, len(args or ())),
+                list(args or ()),
+                many=False,
+                connection=connection,
+            )
+            return super().callproc(name, args)
+
+    raw.cursor_factory = GuardedCursor
 
 
 def guard_install(
     sender: object, connection: BaseDatabaseWrapper, **kwargs: object
 ) -> None:
-    """`connection_created` receiver: guard transaction-pooled aliases, once."""
+    """`connection_created` receiver: guard transaction-pooled aliases, once per
+    connection wrapper, and the callproc() of each new database connection."""
     options = alias_options(connection.settings_dict, alias=connection.alias)
-    if not options.transaction_pooled:
+    if not options.transaction_pooled or options.guard is GuardMode.OFF:
         return
-    mode = options.guard
-    if mode is GuardMode.OFF or any(
-        isinstance(w, SessionStateGuard) for w in connection.execute_wrappers
-    ):
-        return
-    # First in the list: a connection opened inside `with execute_wrapper(w):` would
-    # otherwise have the guard popped in place of `w` when that block ends.
-    connection.execute_wrappers.insert(0, SessionStateGuard(connection.alias, mode))
+    guard = next(
+        (w for w in connection.execute_wrappers if isinstance(w, SessionStateGuard)),
+        None,
+    )
+    if guard is None:
+        guard = SessionStateGuard(connection.alias, options.guard)
+        # First in the list: a connection opened inside `with execute_wrapper(w):`
+        # would otherwise have the guard popped in place of `w` when that block ends.
+        connection.execute_wrappers.insert(0, guard)
+    _callproc_guard(connection, guard)

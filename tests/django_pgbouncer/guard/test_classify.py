@@ -3,6 +3,7 @@
 import pytest
 
 from django_pgbouncer.guard import HAZARDS, session_state_find
+from django_pgbouncer.guard.classify import worth_parsing
 
 HARMFUL = [
     # settings
@@ -38,7 +39,6 @@ HARMFUL = [
     # LISTEN
     ("LISTEN new_posts", "listen"),
     ('listen "Channel"', "listen"),
-    ("UNLISTEN *", "listen"),
     # advisory locks
     ("SELECT pg_advisory_lock(42)", "advisory_lock"),
     ("SELECT pg_try_advisory_lock(1, 2)", "advisory_lock"),
@@ -97,6 +97,59 @@ HARMFUL = [
     # dollar quoting and string literals cannot hide the next statement
     ("SELECT $tag$ it's $$ fine $tag$; LISTEN ch", "listen"),
     ("SELECT E'it\\'s; fine'; SET work_mem = 1", "setting"),
+    # Unicode escapes (U&) spell a name or a string that no substring search sees
+    ('SELECT U&"pg_advisory\\005Flock"(1)', "advisory_lock"),
+    ("SELECT U&\"\\0073et_config\"('work_mem', '1MB', false)", "setting"),
+    ('SET U&"work\\005Fmem" = 1', "setting"),
+    ("SELECT set_config('work_mem', '1MB', U&'\\0066')", "setting"),
+    ("SELECT U&\"!0073etseed\" UESCAPE '!' (0.5)", "random_seed"),
+    # a -- comment ends at a carriage return too (scan.l: non_newline is [^\n\r])
+    ("-- a comment\rSET work_mem = 1", "setting"),
+    ("SELECT 1 -- note\r; LISTEN ch", "listen"),
+    ("SELECT 1; --\rSELECT pg_advisory_lock(1)", "advisory_lock"),
+    # escape (E'') and Unicode (U&'') strings as DO bodies: read once decoded
+    ("DO E'BEGIN \\x53ET work_mem = 1; END'", "setting"),
+    ("DO E'BEGIN PERFORM pg_advisory\\137lock(1); END'", "advisory_lock"),
+    ("DO U&'BEGIN \\0053ET work_mem = 1; END'", "setting"),
+    ("DO LANGUAGE plpgsql U&'BEGIN LISTEN ch; END'", "listen"),
+    # EXECUTE of a constant string inside DO runs that string
+    ("DO $$BEGIN EXECUTE 'SET work_mem = 1'; END$$", "setting"),
+    ("DO $$BEGIN EXECUTE E'LISTEN \\x63h'; END$$", "listen"),
+    (
+        "DO $$BEGIN EXECUTE 'DO $i$BEGIN PERFORM setseed(0); END$i$'; END$$",
+        "random_seed",
+    ),
+    ("DO $$DECLARE n int; BEGIN n := pg_advisory_lock(1); END$$", "advisory_lock"),
+    ("DO $$BEGIN IF pg_try_advisory_lock(1) THEN NULL; END IF; END$$", "advisory_lock"),
+    ("DO $$DECLARE n int := setseed(0); BEGIN NULL; END$$", "random_seed"),
+    # temporary objects in pg_temp, functions and types included
+    (
+        "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "temp_object",
+    ),
+    ("CREATE OR REPLACE PROCEDURE pg_temp.p() LANGUAGE sql AS ''", "temp_object"),
+    ("CREATE DOMAIN pg_temp.d AS int", "temp_object"),
+    ("CREATE TYPE pg_temp.pair AS (a int, b int)", "temp_object"),
+    ("CREATE TYPE pg_temp.mood AS ENUM ('sad', 'ok')", "temp_object"),
+    ('CREATE TABLE "pg_temp".t (a int)', "temp_table"),
+    ("CREATE SEQUENCE pg_temp_3.s", "temp_table"),
+    ("CREATE TEMP TABLE t (a int) ON COMMIT DROP; SELECT 1", "temp_table"),
+    # per-session sequence state
+    ("SELECT currval('s')", "sequence_state"),
+    ("SELECT pg_catalog.currval('s'::regclass)", "sequence_state"),
+    ("SELECT lastval()", "sequence_state"),
+    ("INSERT INTO t (id) VALUES (lastval())", "sequence_state"),
+    # the seed of random()
+    ("SELECT setseed(0.5)", "random_seed"),
+    ("SELECT random() FROM (SELECT setseed(0.5)) s", "random_seed"),
+    # custom settings whose prefix is a keyword
+    ("SET transaction.x = 1", "setting"),
+    ("SET local.x = 1", "setting"),
+    ("SET session.x = 1", "setting"),
+    ("SET constraints.x TO 'y'", "setting"),
+    ("SET SESSION local.x = 1", "setting"),
+    ("RESET transaction.x", "setting"),
+    ("SET standard_conforming_strings = off", "setting"),
 ]
 
 HARMLESS = [
@@ -153,6 +206,36 @@ HARMLESS = [
     "INSERT INTO t (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET n = t.n + 1",
     "INSERT INTO t (id) VALUES (1) ON CONFLICT DO NOTHING",
     "SELECT dblink('dbname=app', 'SELECT 1') AS t(a int)",
+    # RESET of a parameter PgBouncer tracks
+    "RESET TIME ZONE",
+    "RESET standard_conforming_strings",
+    "SET standard_conforming_strings = on",
+    'RESET "DateStyle"',
+    # set_config(..., is_local) with a cast true
+    "SELECT set_config('work_mem', '1MB', true::boolean)",
+    "SELECT set_config('work_mem', '1MB', 'true'::bool)",
+    "SELECT set_config('work_mem', '1MB', CAST('on' AS boolean))",
+    # ON COMMIT DROP inside BEGIN ... COMMIT in one string
+    "BEGIN; CREATE TEMP TABLE t (a int) ON COMMIT DROP; INSERT INTO t VALUES (1); "
+    "COMMIT",
+    "START TRANSACTION; CREATE TEMP TABLE t (a int) ON COMMIT DROP",
+    # UNLISTEN leaves nothing behind
+    "UNLISTEN *",
+    "UNLISTEN ch",
+    # a dollar-quoted literal whose tag is not ASCII
+    "SELECT $é$ ; SET work_mem = 1 $é$",
+    "SELECT $标签$pg_advisory_lock(1); LISTEN ch$标签$",
+    # words that only look like the new hazards
+    "SELECT nextval('s')",
+    "SELECT random()",
+    "SELECT currval FROM t",
+    "SELECT 'currval(1)', $$setseed(1)$$",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT currval(''s'')'",
+    "CREATE TABLE pg_temporary (a int)",
+    "DO $$BEGIN EXECUTE format('SET %I = 1', 'x'); END$$",
+    "DO $$BEGIN EXECUTE 'SET LOCAL work_mem = 1'; END$$",
+    "DO $$BEGIN CREATE TEMP TABLE t (a int) ON COMMIT DROP; END$$",
+    "SELECT 1 -- note\r; SELECT 2",
 ]
 
 
@@ -202,3 +285,109 @@ def test_every_hazard_says_why_and_what_instead():
 
 def test_the_table_is_large_enough():
     assert len(HARMFUL) + len(HARMLESS) >= 60
+
+
+# A bound is_local decides: Django's %s and psycopg's %(name)s, one row or many.
+BOUND = [
+    ("SELECT set_config('work_mem', %s, %s)", ["1MB", True], False, False),
+    ("SELECT set_config('work_mem', %s, %s)", ["1MB", False], False, True),
+    ("SELECT set_config('work_mem', %s, %s)", ["1MB", "on"], False, False),
+    ("SELECT set_config('work_mem', %s, %s)", ["1MB"], False, True),
+    (
+        "SELECT set_config(%(n)s, %(v)s, %(l)s)",
+        {"n": "a", "v": "b", "l": True},
+        False,
+        False,
+    ),
+    (
+        "SELECT set_config(%(n)s, %(v)s, %(l)s)",
+        {"n": "a", "v": "b", "l": 0},
+        False,
+        True,
+    ),
+    ("SELECT set_config('a', %s, %s)", [["1", True], ["2", True]], True, False),
+    ("SELECT set_config('a', %s, %s)", [["1", True], ["2", False]], True, True),
+    ("SELECT %s; SELECT set_config('a', 'b', %s)", ["x", True], False, False),
+    ("SET work_mem = %s", ["1MB"], False, True),
+    ("SELECT pg_advisory_lock(%s)", [1], False, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "many", "harmful"),
+    BOUND,
+    ids=[f"{s} {p}" for s, p, _, _ in BOUND],
+)
+def test_bound_parameters(sql, params, many, harmful):
+    finding = session_state_find(sql, params=params, many=many)
+    assert (finding is not None) is harmful
+
+
+@pytest.mark.parametrize(
+    ("sql", "secret"),
+    [
+        ("SET app.api_key = E'sk-\\'live'", "sk-"),
+        ("SET app.api_key = U&'sk\\002Dlive'", "sk"),
+        ("SET app.api_key = $k$sk-live$k$", "sk-live"),
+        ("SET app.api_key = $é$sk-live$é$", "sk-live"),
+        ("SELECT set_config('app.key', 'sk-live', false)", "sk-live"),
+        ("SET app.api_key = 'sk-live' -- it's sk-live2", "sk-live"),
+        ("DO E'BEGIN SET app.k = ''sk-live''; END'", "sk-live"),
+        ("DO $$BEGIN EXECUTE 'SET app.k = ''sk-live'''; END$$", "sk-live"),
+    ],
+    ids=[
+        "E-string",
+        "U&-string",
+        "dollar",
+        "non-ASCII dollar",
+        "set_config",
+        "comment",
+        "DO body",
+        "EXECUTE in DO",
+    ],
+)
+def test_every_finding_masks_literals_and_comments(sql, secret):
+    finding = session_state_find(sql)
+    assert finding is not None
+    assert secret not in finding.statement
+    assert "'...'" in finding.statement
+
+
+def test_a_finding_in_a_do_block_names_the_inner_statement():
+    finding = session_state_find("DO $$BEGIN EXECUTE 'SET work_mem = 1'; END$$")
+    assert finding is not None
+    assert finding.statement == "SET work_mem = 1 (in a DO block)"
+
+
+def test_the_same_text_is_read_once():
+    from django_pgbouncer.guard.classify import statement_candidates
+
+    statement_candidates.cache_clear()
+    for _ in range(3):
+        session_state_find("UPDATE t SET a = %s WHERE id = %s", params=[1, 2])
+    assert statement_candidates.cache_info().hits == 2
+
+
+# The prefilter: only what no escape, comment or non-ASCII character can disguise
+# passes unread; anything else reaches the parser.
+PREFILTER = [
+    ("SELECT 1", False),
+    ('SELECT "core_post"."id" FROM "core_post" WHERE "core_post"."id" = %s', False),
+    ("INSERT INTO t (a) VALUES (%s)", False),
+    ("UPDATE t SET a = 1", True),
+    ('SELECT U&"\\0073etseed"(0)', True),
+    ('SELECT u&"x"', True),
+    ("SELECT E'\\x41'", True),
+    ("SELECT 1 -- x", True),
+    ("SELECT 1 /* x */", True),
+    ("SELECT 'é'", True),
+    ("SELECT currval('s')", True),
+    ("SELECT lastval()", True),
+    ("DO 'BEGIN NULL; END'", True),
+    ("SELECT 1 INTO pg_temp.t", True),
+]
+
+
+@pytest.mark.parametrize(("sql", "read"), PREFILTER, ids=[s for s, _ in PREFILTER])
+def test_the_prefilter_sends_anything_it_cannot_rule_out(sql, read):
+    assert worth_parsing(sql) is read
