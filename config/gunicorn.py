@@ -4,7 +4,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from config.env import env_int, env_port, env_str, web_processes, web_threads
+from config.env import (
+    env_bool,
+    env_int,
+    env_port,
+    env_str,
+    web_processes,
+    web_threads,
+)
 
 bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_port('WEB_PORT', 8000)}"
 # Threads share a process's memory, and each keeps one persistent connection to
@@ -19,6 +26,15 @@ graceful_timeout = 20
 preload_app = True
 accesslog = env_str("GUNICORN_ACCESS_LOG") or None
 wsgi_app = "config.wsgi:application"
+# gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default and tells Django the
+# request came over HTTPS: any client of a proxy on this host could claim it. Only
+# behind a declared proxy (DJANGO_BEHIND_PROXY=1, as config/settings.py reads it),
+# from gunicorn's usual addresses or FORWARDED_ALLOW_IPS.
+forwarded_allow_ips = (
+    os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    if env_bool("DJANGO_BEHIND_PROXY", False)
+    else ""
+)
 
 # Metrics add up across workers: prometheus_client keeps each process's counters in
 # this folder. Set before the app (and prometheus_client) is loaded.

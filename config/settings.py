@@ -151,7 +151,11 @@ STORAGES = {
 # --- HTTPS: on by default in production; DJANGO_HTTPS=0 serves plain HTTP (make run
 # on loopback, or a proxy that terminates TLS and talks HTTP to us).
 HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only behind a declared reverse proxy that sets X-Forwarded-Proto (and drops the
+# client's own): without one, any client could claim HTTPS with that header. A
+# declared proxy also means no caller counts as local for /metrics and /readyz.
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_SSL_REDIRECT = HTTPS
 # Probes and scrapes come over plain HTTP from inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

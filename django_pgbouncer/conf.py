@@ -3,26 +3,31 @@ alias's `PGBOUNCER` options. Every other module asks here.
 
 Django settings read (all optional):
 
-=========================  ====================  =====================================
-setting                    type                  default, and meaning
-=========================  ====================  =====================================
-``DATABASES``              Django's              each alias's ``PGBOUNCER`` options
-                                                 (below) say how it reaches PostgreSQL
-``PGBOUNCER_ADMIN_URL``    str (a URL)           ``""``: PgBouncer's admin console,
-                                                 ``postgres://USER:PW@HOST:PORT/
-                                                 pgbouncer``, USER in ``stats_users``;
-                                                 unset, the dashboard, ``/metrics``
-                                                 and the capacity check cannot see
-                                                 the pool
-``PGBOUNCER_WEB_CAPACITY`` dict                  ``{"processes": 1, "threads": 1}``:
-                                                 the web tier's size, for the
-                                                 connection budget check
-``METRICS_TOKEN``          str                   ``""``: ``/metrics`` wants
-                                                 ``Authorization: Bearer <token>``;
-                                                 unset, loopback callers only
-``ASGI_APPLICATION``,      Django's              served under ASGI when only
-``WSGI_APPLICATION``                             ``ASGI_APPLICATION`` is set
-=========================  ====================  =====================================
+===========================  ====================  =====================================
+setting                      type                  default, and meaning
+===========================  ====================  =====================================
+``DATABASES``                Django's              each alias's ``PGBOUNCER`` options
+                                                   (below) say how it reaches PostgreSQL
+``PGBOUNCER_ADMIN_URL``      str (a URL)           ``""``: PgBouncer's admin console,
+                                                   ``postgres://USER:PW@HOST:PORT/
+                                                   pgbouncer``, USER in ``stats_users``;
+                                                   unset, the dashboard, ``/metrics``
+                                                   and the capacity check cannot see
+                                                   the pool
+``PGBOUNCER_WEB_CAPACITY``   dict                  ``{"processes": 1, "threads": 1}``:
+                                                   the web tier's size, for the
+                                                   connection budget check
+``METRICS_TOKEN``            str                   ``""``: ``/metrics`` wants
+                                                   ``Authorization: Bearer <token>``;
+                                                   unset, local callers only
+``ASGI_APPLICATION``,        Django's              served under ASGI when only
+``WSGI_APPLICATION``                               ``ASGI_APPLICATION`` is set
+``SECURE_PROXY_SSL_HEADER``  Django's              set: a reverse proxy is declared in
+                                                   front of the site, so no caller
+                                                   counts as local (``/metrics`` and
+                                                   the ``/readyz`` detail want the
+                                                   token)
+===========================  ====================  =====================================
 
 ``DATABASES[alias]["PGBOUNCER"]`` (``database_config()`` and
 ``direct_database_config()`` write it; a hand-written one is validated alike):
@@ -70,6 +75,7 @@ __all__ = [
     "app_settings",
     "direct_alias",
     "pooled_aliases",
+    "settings_all",
 ]
 
 _SETTINGS = (
@@ -79,6 +85,7 @@ _SETTINGS = (
     "METRICS_TOKEN",
     "ASGI_APPLICATION",
     "WSGI_APPLICATION",
+    "SECURE_PROXY_SSL_HEADER",
 )
 
 
@@ -195,6 +202,7 @@ class AppSettings:
     web_capacity: WebCapacity
     metrics_token: str
     asgi: bool
+    behind_proxy: bool = False
 
 
 def _web_capacity(value: object) -> WebCapacity:
@@ -222,7 +230,14 @@ def app_settings() -> AppSettings:
         metrics_token=getattr(settings, "METRICS_TOKEN", "") or "",
         asgi=bool(getattr(settings, "ASGI_APPLICATION", None))
         and not getattr(settings, "WSGI_APPLICATION", None),
+        behind_proxy=bool(getattr(settings, "SECURE_PROXY_SSL_HEADER", None)),
     )
+
+
+def settings_all() -> dict[str, Any]:
+    """Every setting, by name: for the error reports' filter, which hides the
+    secrets among them (django_pgbouncer/reporting.py). Read afresh each time."""
+    return {name: getattr(settings, name) for name in dir(settings) if name.isupper()}
 
 
 @receiver(setting_changed)

@@ -29,10 +29,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import unquote
 
-from django.conf import settings
 from django.http import HttpRequest
 from django.views.debug import CallableSettingWrapper, SafeExceptionReporterFilter
 
+from .conf import settings_all
 from .errors import redact
 
 __all__ = ["MIN_SECRET_LENGTH", "SecretReporterFilter", "secrets_collect"]
@@ -52,6 +52,8 @@ _CONNINFO_PASSWORD = re.compile(
 # Database entries: OPTIONS may carry sslpassword, a service file's secrets or
 # whatever a backend accepts; none of it is needed to read a traceback.
 _DATABASE_HIDDEN = ("PASSWORD", "OPTIONS")
+# Frame variables can hold structures that contain themselves.
+_DEPTH_MAX = 20
 
 
 def _found(name: str, value: object) -> Iterator[str]:
@@ -105,15 +107,26 @@ class SecretReporterFilter(SafeExceptionReporterFilter):
 
     hidden_settings = HIDDEN_NAMES
 
-    def secrets(self) -> frozenset[str]:
-        # Read at each report, not cached: settings and the environment may change.
-        items = [(k, getattr(settings, k)) for k in dir(settings) if k.isupper()]
-        return secrets_collect([*items, *os.environ.items()])
+    def _seen(self, values: dict[str, Any]) -> tuple[frozenset[str], str]:
+        """The secrets among the settings and the environment, and the session
+        cookie's name (Django hides that cookie too). Read at each report, never
+        cached: settings and the environment may change."""
+        secrets = secrets_collect([*values.items(), *os.environ.items()])
+        return secrets, str(values.get("SESSION_COOKIE_NAME", "sessionid"))
 
-    def cleanse(self, key: object, value: Any, secrets: frozenset[str]) -> Any:
+    def cleanse(
+        self,
+        key: object,
+        value: Any,
+        secrets: frozenset[str],
+        cookie: str = "",
+        depth: int = 0,
+    ) -> Any:
         """`value` with every credential masked; `key` is its name, if any."""
+        if depth > _DEPTH_MAX:
+            return value  # a structure that holds itself; its repr is still masked
         if isinstance(key, str) and (
-            key == settings.SESSION_COOKIE_NAME or self.hidden_settings.search(key)
+            (cookie and key == cookie) or self.hidden_settings.search(key)
         ):
             return self.cleansed_substitute
         if key == "DATABASES" and isinstance(value, Mapping):
@@ -127,9 +140,12 @@ class SecretReporterFilter(SafeExceptionReporterFilter):
                 for alias, entry in value.items()
             }
         if isinstance(value, dict):
-            return {k: self.cleanse(k, v, secrets) for k, v in value.items()}
+            return {
+                k: self.cleanse(k, v, secrets, cookie, depth + 1)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
-            cleansed = [self.cleanse("", v, secrets) for v in value]
+            cleansed = [self.cleanse("", v, secrets, cookie, depth + 1) for v in value]
             return tuple(cleansed) if isinstance(value, tuple) else cleansed
         if isinstance(value, str):
             return _text_redact(value, secrets)
@@ -138,27 +154,24 @@ class SecretReporterFilter(SafeExceptionReporterFilter):
         return value
 
     def cleanse_setting(self, key: object, value: Any) -> Any:
-        return self.cleanse(key, value, self.secrets())
+        return self.cleanse(key, value, *self._seen(settings_all()))
 
     def get_safe_settings(self) -> dict[str, Any]:
-        secrets = self.secrets()
-        return {
-            k: self.cleanse(k, getattr(settings, k), secrets)
-            for k in dir(settings)
-            if k.isupper()
-        }
+        values = settings_all()
+        seen = self._seen(values)
+        return {k: self.cleanse(k, v, *seen) for k, v in values.items()}
 
     def get_safe_request_meta(self, request: HttpRequest) -> dict[str, Any]:
         if not hasattr(request, "META"):
             return {}
-        secrets = self.secrets()
-        return {k: self.cleanse(k, v, secrets) for k, v in request.META.items()}
+        seen = self._seen(settings_all())
+        return {k: self.cleanse(k, v, *seen) for k, v in request.META.items()}
 
     def get_traceback_frame_variables(
         self, request: HttpRequest | None, tb_frame: FrameType
     ) -> Any:
-        secrets = self.secrets()
+        secrets, cookie = self._seen(settings_all())
         return [
-            (name, _Shown(self.cleanse(name, value, secrets), secrets))
+            (name, _Shown(self.cleanse(name, value, secrets, cookie), secrets))
             for name, value in super().get_traceback_frame_variables(request, tb_frame)
         ]

@@ -14,9 +14,30 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .conf import alias_conninfo, app_settings
-from .observe import metrics_render, pool_state, readiness_check
+from .observe import metrics_render, pool_state
+from .observe.readiness import readiness_cached
 
-__all__ = ["dashboard", "dashboard_state", "healthz", "metrics", "readyz"]
+__all__ = [
+    "PROXY_HEADERS",
+    "caller_is_local",
+    "dashboard",
+    "dashboard_state",
+    "healthz",
+    "metrics",
+    "readyz",
+]
+
+# What a reverse proxy adds to what it relays (RFC 7239's Forwarded, and the
+# de facto X-Forwarded-* and X-Real-IP): a request from loopback that carries one
+# came from whoever the proxy serves, not from this host.
+PROXY_HEADERS = (
+    "HTTP_FORWARDED",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_REAL_IP",
+    "HTTP_VIA",
+)
 
 
 def _admin_url() -> str | None:
@@ -33,31 +54,55 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "alive"})
 
 
-@never_cache
-def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when a query goes through; 503 with the reason otherwise."""
-    result = readiness_check(conninfo=_conninfo(), admin_url=_admin_url())
-    return JsonResponse(result.as_dict(), status=result.http_status)
-
-
-def _metrics_allowed(request: HttpRequest) -> bool:
-    token = app_settings().metrics_token
-    if token:
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+def caller_is_local(request: HttpRequest) -> bool:
+    """A request from this host itself: from a loopback address, not relayed by a
+    proxy (no forwarding header), and no proxy declared in front of the site
+    (SECURE_PROXY_SSL_HEADER set), which may relay without saying so."""
+    if app_settings().behind_proxy:
+        return False
+    if any(name in request.META for name in PROXY_HEADERS):
+        return False
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
     except ValueError:
         return False
 
 
+def _token_given(request: HttpRequest) -> bool:
+    token = app_settings().metrics_token
+    given = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(
+        given.encode(), f"Bearer {token}".encode()
+    )
+
+
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when a query goes through; 503 otherwise. The status word for
+    anyone; the detail (servers, console user, pools) for the METRICS_TOKEN's
+    holders and local callers. Checked at most once a second per process."""
+    result = readiness_cached(conninfo=_conninfo(), admin_url=_admin_url())
+    if _token_given(request) or caller_is_local(request):
+        body = result.as_dict()
+    else:
+        body = {"status": result.status}
+    return JsonResponse(body, status=result.http_status)
+
+
+def _metrics_allowed(request: HttpRequest) -> bool:
+    if app_settings().metrics_token:
+        return _token_given(request)
+    return caller_is_local(request)
+
+
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format: a bearer token (METRICS_TOKEN), or loopback only."""
+    """Prometheus text format: a bearer token (METRICS_TOKEN), or local callers
+    only (`caller_is_local`)."""
     if not _metrics_allowed(request):
         response = HttpResponse(
             "metrics need 'Authorization: Bearer <METRICS_TOKEN>' (or, with no "
-            "METRICS_TOKEN set, a request from loopback)\n",
+            "METRICS_TOKEN set, a request from loopback, not through a proxy)\n",
             status=401 if app_settings().metrics_token else 403,
             content_type="text/plain",
         )

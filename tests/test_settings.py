@@ -1,9 +1,13 @@
 """config/settings.py: production refuses to start half-configured, and when fully
 configured `check --deploy` has nothing to say."""
 
+import http.client
 import os
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -20,12 +24,18 @@ PRODUCTION = {
 }
 
 
-def manage(*args, **env):
-    base = {
+def environ_without_the_sites():
+    """This process's environment without the site's variables (the test settings
+    set some)."""
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("DJANGO_") and not k.endswith("DATABASE_URL")
     }
+
+
+def manage(*args, **env):
+    base = environ_without_the_sites()
     return subprocess.run(
         [sys.executable, str(PROJECT_DIR / "manage.py"), *args],
         capture_output=True,
@@ -40,6 +50,14 @@ def test_production_check_deploy_is_clean():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("proxy", ["0", "1"], ids=["direct", "behind-a-proxy"])
+def test_check_deploy_is_clean_with_https_on(proxy):
+    env = {**PRODUCTION, "DJANGO_HTTPS": "1", "DJANGO_BEHIND_PROXY": proxy}
+    result = manage("check", "--deploy", "--fail-level", "DEBUG", **env)
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -96,3 +114,76 @@ def test_without_a_direct_url_migrations_through_the_pooler_are_flagged():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
     assert result.returncode != 0
     assert "django_pgbouncer.W006" in result.stderr
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(tmp_path, **env):
+    """The site under gunicorn with config/gunicorn.py (no database needed for
+    what these tests ask); yields its port."""
+    port = free_port()
+    log = (tmp_path / "gunicorn.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py"],
+        cwd=PROJECT_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            **environ_without_the_sites(),
+            **PRODUCTION,
+            "WEB_PORT": str(port),
+            "WEB_CONCURRENCY": "1",
+            "GUNICORN_THREADS": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            **env,
+        },
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def status_claiming_https(port):
+    """A request from loopback that says, by header, it came over HTTPS."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request(
+            "GET",
+            "/no-such-page",
+            headers={"Host": "example.com", "X-Forwarded-Proto": "https"},
+        )
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("declared", "status"),
+    [({}, 301), ({"DJANGO_BEHIND_PROXY": "1"}, 404)],
+    ids=["no-proxy-declared", "proxy-declared"],
+)
+def test_https_by_header_is_believed_only_behind_a_declared_proxy(
+    tmp_path, declared, status
+):
+    """Without a proxy, X-Forwarded-Proto is any client's claim: the request is
+    still plain HTTP, and the site redirects it to HTTPS. Behind a declared proxy
+    the header is the proxy's word: the request is served (here, a 404)."""
+    with gunicorn(tmp_path, DJANGO_HTTPS="1", **declared) as port:
+        assert status_claiming_https(port) == status

@@ -3,11 +3,17 @@
 One query through PgBouncer under a short timeout, plus a look at the admin console,
 tell apart the states a load balancer and an operator need: ready, PgBouncer
 unreachable, PostgreSQL unreachable behind PgBouncer, and the pool saturated.
+
+A check logs in twice (PgBouncer, then its console, each a full SCRAM exchange on
+1.18) and sends five SHOW commands: `readiness_cached()` runs at most one per
+`CACHE_SECONDS` per process, however many probes arrive, so a flood of probes
+cannot exhaust PgBouncer's client slots or PostgreSQL's connections.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -17,7 +23,18 @@ import psycopg
 from ..errors import redact
 from .pool_state import WAIT_THRESHOLD_SECONDS, PoolState, pool_state
 
-__all__ = ["Readiness", "ReadyStatus", "readiness_check"]
+__all__ = [
+    "CACHE_SECONDS",
+    "Readiness",
+    "ReadyStatus",
+    "readiness_cache_clear",
+    "readiness_cached",
+    "readiness_check",
+]
+
+# Probes come every few seconds (Kubernetes' default period is 10 s); a second of
+# staleness costs them nothing.
+CACHE_SECONDS = 1.0
 
 
 class ReadyStatus(StrEnum):
@@ -130,3 +147,32 @@ def readiness_check(
     else:
         status = ReadyStatus.PGBOUNCER_UNREACHABLE
     return Readiness(status=status, query=query, console=console, pools=pools)
+
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple[object, ...], tuple[float, Readiness]] = {}
+
+
+def readiness_cached(
+    *,
+    conninfo: dict[str, Any],
+    admin_url: str | None,
+    max_age: float = CACHE_SECONDS,
+) -> Readiness:
+    """`readiness_check()`, run at most once per `max_age` seconds per process for
+    the same servers. Probes that arrive during a check wait for it and share its
+    answer, rather than each logging in."""
+    key = (tuple(sorted(conninfo.items())), admin_url)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < max_age:
+            return hit[1]
+        result = readiness_check(conninfo=conninfo, admin_url=admin_url)
+        _cache[key] = (time.monotonic(), result)
+        return result
+
+
+def readiness_cache_clear() -> None:
+    """Forget the last answers: the next probe checks again."""
+    with _cache_lock:
+        _cache.clear()

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import path
 
 from django_pgbouncer.conf import alias_conninfo
+from django_pgbouncer.reporting import secrets_collect
 
 # Each secret is distinct, so a leak says which value leaked.
 SECRETS = {
@@ -111,3 +112,34 @@ def test_the_filter_is_the_sites(settings):
     assert django_settings.DEFAULT_EXCEPTION_REPORTER_FILTER == (
         "django_pgbouncer.reporting.SecretReporterFilter"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "found"),
+    [
+        (
+            "DATABASE_URL",
+            "postgres://app:Pw%40long@db:5432/app",
+            {"Pw%40long", "Pw@long"},
+        ),
+        ("ANY", "see redis://:Cache-pw-long@cache:6379/0", {"Cache-pw-long"}),
+        ("ANY", "postgres://app@db:5432/app", set()),
+        ("SMTP_PASSWORD", "Smtp-pw-long", {"Smtp-pw-long"}),
+        ("SMTP_PASSWORD", "pw", set()),  # too short to mask wherever it appears
+        ("DATABASES", {"default": {"PASSWORD": "Db-pw-long"}}, {"Db-pw-long"}),
+        ("OPTIONS", {"sslmode": "require"}, set()),
+        ("HOSTS", ["ok", "https://u:List-pw-long@h/"], {"List-pw-long"}),
+    ],
+    ids=[
+        "url-encoded",
+        "url-in-text",
+        "url-without-password",
+        "secret-name",
+        "short",
+        "nested-password",
+        "options-not-secret",
+        "in-a-list",
+    ],
+)
+def test_secrets_are_found_by_name_and_in_urls(name, value, found):
+    assert secrets_collect([(name, value)]) == found
