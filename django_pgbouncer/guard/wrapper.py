@@ -57,7 +57,7 @@ def session_state_allowed() -> Iterator[None]:
 
 def _message(alias: str, finding: Finding) -> str:
     return (
-        f"{finding.statement!r} on the database alias {alias!r}, which goes through "
+        f"'{finding.statement}' on the database alias {alias!r}, which goes through "
         f"PgBouncer in transaction pooling mode: {finding.hazard.why}. Instead: "
         f"{finding.hazard.instead}. To keep session state on purpose, use the "
         "'direct' alias or wrap the code in "
