@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import dj_database_url
 
 from .conf import AliasOptions, GuardMode, PoolMode, alias_options_set, direct_alias
+from .env import line_check, version_parse
 from .errors import ConfigError
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "direct_database_config",
     "guard_mode_parse",
     "migration_alias",
+    "password_check",
     "pool_mode_parse",
     "postgres_url_parse",
 ]
@@ -86,12 +88,46 @@ class PostgresURL:
         return f"postgres://{auth}@{host}:{self.port}/{quote(self.name, safe='')}{tail}"
 
 
+def password_check(variable: str, password: str) -> str:
+    """`password`, if it can be sent (as UTF-8); the error never shows it."""
+    try:
+        password.encode()
+    except UnicodeEncodeError:
+        raise ConfigError(
+            variable,
+            "the password holds bytes that are not UTF-8 text",
+            f"set {variable} as UTF-8 text, percent-encoding any reserved character",
+        ) from None
+    return password
+
+
+def _decode(variable: str, what: str, text: str, *, line: bool = True) -> str:
+    """A percent-decoded part of a URL, which must be UTF-8 text (on one line,
+    with `line`); the error names the part, never its text."""
+    try:
+        decoded = unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            variable,
+            f"the {what} holds percent-encoded bytes that are not UTF-8",
+            _ENCODE_HINT,
+        ) from None
+    return line_check(variable, decoded, what=what) if line else decoded
+
+
 def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
-    """Parse and validate `value`; errors name `variable` and never echo the URL."""
+    """Parse and validate `value`; errors name `variable` and never echo the URL.
+
+    The decoded user, host and database name hold no control character: each goes
+    into PgBouncer's line-based files, and a `%0A` in one would end a line there.
+    """
     if not value.strip():
         raise ConfigError(variable, "is empty", _ENCODE_HINT)
     if any(ch in value for ch in "\r\n\0"):
         raise ConfigError(variable, "contains a line break or NUL byte", _ENCODE_HINT)
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        # os.environ's stand-ins for bytes that were not UTF-8 (surrogateescape).
+        raise ConfigError(variable, "holds bytes that are not UTF-8", _ENCODE_HINT)
     parts = urlsplit(value.strip())
     if parts.scheme not in SCHEMES:
         shown = parts.scheme or "(none)"
@@ -113,15 +149,22 @@ def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
         raise ConfigError(variable, "has no host", _ENCODE_HINT)
     if not parts.username:
         raise ConfigError(variable, "has no user name", _ENCODE_HINT)
+    if port == 0:
+        raise ConfigError(variable, "the port 0 is not a port number", _ENCODE_HINT)
     name = unquote(parts.path.lstrip("/"))
     if not name or "/" in name:
         raise ConfigError(variable, "has no database name after the host", _ENCODE_HINT)
+    decoded = {
+        "user": _decode(variable, "user", parts.username),
+        "host": _decode(variable, "host", parts.hostname),
+        "database name": _decode(variable, "database name", parts.path.lstrip("/")),
+    }
     return PostgresURL(
-        user=unquote(parts.username),
-        password=unquote(parts.password or ""),
-        host=unquote(parts.hostname),
+        user=decoded["user"],
+        password=_decode(variable, "password", parts.password or "", line=False),
+        host=decoded["host"],
         port=port or 5432,
-        name=name,
+        name=decoded["database name"],
         params=tuple(parse_qsl(parts.query)),
     )
 
@@ -188,6 +231,8 @@ def database_config(
     """
     postgres_url_parse(url, variable=variable)
     mode = pool_mode_parse(pool_mode)
+    if pgbouncer_version:
+        version_parse(pgbouncer_version)
     config: dict[str, Any] = dict(
         dj_database_url.parse(
             url, conn_max_age=conn_max_age, conn_health_checks=conn_health_checks

@@ -4,17 +4,21 @@
 The `*_parse` functions check one value; the `env_*` functions read a variable from
 a mapping (`os.environ`, or the variables handed to a renderer) with a default.
 Digits are ASCII digits only: `int()` would take '²' or Arabic-Indic digits, which
-PgBouncer and gunicorn do not.
+PgBouncer and gunicorn do not. Numbers stop at 2**31 - 1: PgBouncer reads its
+settings into C ints and wraps a larger one without a word (max_client_conn =
+4294967297 runs as 1). Text for PgBouncer's files holds no control character.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from .errors import ConfigError
 
 __all__ = [
+    "INT_MAX",
     "bool_parse",
     "choice_parse",
     "env_bool",
@@ -23,13 +27,21 @@ __all__ = [
     "env_port",
     "env_str",
     "int_parse",
+    "line_check",
     "port_parse",
     "seconds_parse",
     "text_parse",
+    "version_parse",
 ]
 
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+# PgBouncer keeps times in microseconds: a seventh decimal is lost, and 0.0000001
+# would silently become 0, which disables the timeout.
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]{1,6})?", re.ASCII)
+_VERSION = re.compile(r"([0-9]+)\.([0-9]+)", re.ASCII)
+# The largest C int: PgBouncer's counts wrap past it, its times (in microseconds,
+# 64 bits) past about 9.2e12 s; no count or duration needs more.
+INT_MAX = 2**31 - 1
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -37,17 +49,11 @@ FALSE = frozenset({"0", "false", "no", "off"})
 def int_parse(
     variable: str, value: str, *, minimum: int = 0, maximum: int | None = None
 ) -> int:
-    """A whole number from `minimum` to `maximum` (inclusive)."""
+    """A whole number from `minimum` to `maximum` (inclusive; INT_MAX if None)."""
+    ceiling = INT_MAX if maximum is None else maximum
     text = value.strip()
-    ok = bool(_DIGITS.fullmatch(text))
-    if ok and (int(text) < minimum or (maximum is not None and int(text) > maximum)):
-        ok = False
-    if not ok:
-        span = (
-            f"from {minimum} to {maximum}"
-            if maximum is not None
-            else f"of at least {minimum}"
-        )
+    if not (_DIGITS.fullmatch(text) and minimum <= int(text) <= ceiling):
+        span = f"from {minimum} to {ceiling}"
         raise ConfigError(
             variable,
             f"{value!r} is not a whole number {span}",
@@ -70,13 +76,15 @@ def port_parse(variable: str, value: str) -> int:
 
 def seconds_parse(variable: str, value: str) -> str:
     """A number of seconds as PgBouncer writes it: `30` or `0.5`."""
-    if not _SECONDS.fullmatch(value.strip()):
+    text = value.strip()
+    if not _SECONDS.fullmatch(text) or float(text) > INT_MAX:
         raise ConfigError(
             variable,
-            f"{value!r} is not a number of seconds",
+            f"{value!r} is not a number of seconds from 0 to {INT_MAX} with at most "
+            "6 decimals",
             f"set {variable} to seconds, e.g. 30 or 0.5 (0 disables), or unset it",
         )
-    return value.strip()
+    return text
 
 
 def bool_parse(variable: str, value: str) -> bool:
@@ -101,13 +109,47 @@ def choice_parse(variable: str, value: str, choices: tuple[str, ...]) -> str:
     return word
 
 
+def _unwritable(value: str) -> str | None:
+    """The first character a line of PgBouncer's files must not hold, as U+XXXX:
+    a control character (line breaks, NUL, tab), a line or paragraph separator,
+    a format character, a surrogate (bytes that were not UTF-8), or an unassigned
+    or private-use code point."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def line_check(variable: str, value: str, *, what: str = "value") -> str:
+    """`value` as it is, if it fits on a line of PgBouncer's files; else the
+    ConfigError, naming the character by its code point, never the value."""
+    found = _unwritable(value)
+    if found:
+        raise ConfigError(
+            variable,
+            f"the {what} contains a line break or other control character "
+            f"({found}), which PgBouncer's files cannot hold",
+            f"remove it from {variable} (in a URL, look for a percent-encoded "
+            "one such as %0A, %0D, %09 or %00)",
+        )
+    return value
+
+
 def text_parse(variable: str, value: str) -> str:
     """A value on one line (it goes into a line-based file), stripped."""
-    if any(ch in value for ch in "\r\n\0"):
+    return line_check(variable, value.strip())
+
+
+def version_parse(text: str, *, variable: str = "PGBOUNCER_VERSION") -> tuple[int, int]:
+    """`1.18.0`, `PgBouncer 1.18.0`, or `v1.25.2-p0` -> (1, 18)."""
+    match = _VERSION.search(text)
+    if not match:
         raise ConfigError(
-            variable, "contains a line break", f"put {variable} on one line"
+            variable,
+            f"{text!r} is not a PgBouncer version",
+            f"set {variable} to the version that will run, e.g. 1.18, in ASCII digits",
         )
-    return value.strip()
+    return int(match.group(1)), int(match.group(2))
 
 
 def env_str(env: Mapping[str, str], name: str, default: str = "") -> str:

@@ -7,6 +7,7 @@ from .files import (
     pgbouncer_files_write,
     pgbouncer_version_detect,
     private_file_write,
+    private_files_write,
     server_verifier_set,
 )
 from .ini import (
@@ -33,6 +34,7 @@ __all__ = [
     "pgbouncer_files_write",
     "pgbouncer_version_detect",
     "private_file_write",
+    "private_files_write",
     "scram_verifier",
     "scram_verifier_matches",
     "server_verifier_set",

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from ..databases import PostgresURL
+from ..env import line_check
 from ..errors import ConfigError, redact
 from .ini import Version, ini_render, pgbouncer_config_from_env, version_parse
 from .scram import scram_verifier, scram_verifier_matches
@@ -24,6 +25,7 @@ __all__ = [
     "pgbouncer_files_write",
     "pgbouncer_version_detect",
     "private_file_write",
+    "private_files_write",
     "server_verifier_set",
 ]
 
@@ -54,21 +56,42 @@ def pgbouncer_version_detect(binary: str | None = None) -> Version:
     return version_parse(out.stdout or out.stderr, variable="pgbouncer --version")
 
 
-def private_file_write(path: Path, text: str) -> None:
-    """Write `text` to `path`, mode 0600 from its first byte.
-
-    Written beside the target and renamed over it, so a reader never sees half a
-    file, and a file that was there keeps its old text until the new one is whole.
-    """
+def _private_temp_write(path: Path, text: str) -> Path:
+    """`text` in a new 0600 file beside `path`, flushed to disk; its path."""
     # mkstemp creates the file 0600.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(tmp, path)
+            handle.flush()
+            os.fsync(handle.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def private_files_write(texts: Mapping[Path, str]) -> None:
+    """Write each text to its path, mode 0600 from the first byte.
+
+    Every file is written whole beside its target before any is renamed over its
+    target, so a failure while writing leaves every old file as it was, and a
+    reader never sees half a file.
+    """
+    written: dict[Path, Path] = {}
+    try:
+        for path, text in texts.items():
+            written[path] = _private_temp_write(path, text)
+        for path, tmp in written.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+
+
+def private_file_write(path: Path, text: str) -> None:
+    """Write `text` to `path` as private_files_write does."""
+    private_files_write({path: text})
 
 
 def server_verifier_set(upstream: PostgresURL, verifier: str) -> None:
@@ -107,9 +130,8 @@ def pgbouncer_files_write(
     """
     directory.mkdir(parents=True, exist_ok=True)
     ini, userlist = directory / INI_NAME, directory / USERLIST_NAME
-    config = pgbouncer_config_from_env(
-        env, version=version, auth_file=str(userlist.resolve())
-    )
+    auth_file = line_check("--output-dir", str(userlist.resolve()), what="path")
+    config = pgbouncer_config_from_env(env, version=version, auth_file=auth_file)
     # A verifier that still matches its password is kept: a PgBouncer that has not
     # re-read its files yet holds it, and a new salt would break its server logins.
     previous = userlist_parse(userlist.read_text()) if userlist.exists() else {}
@@ -121,6 +143,5 @@ def pgbouncer_files_write(
     }
     ini_text, userlist_text = ini_render(config), userlist_render(verifiers)
     server_verifier_set(config.upstream, verifiers[config.upstream.user])
-    private_file_write(userlist, userlist_text)
-    private_file_write(ini, ini_text)
+    private_files_write({userlist: userlist_text, ini: ini_text})
     return ini, userlist

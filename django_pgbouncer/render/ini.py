@@ -13,14 +13,21 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ..databases import PostgresURL, pool_mode_parse, postgres_url_parse
+from ..databases import (
+    PostgresURL,
+    password_check,
+    pool_mode_parse,
+    postgres_url_parse,
+)
 from ..env import (
     bool_parse,
     choice_parse,
     int_parse,
+    line_check,
     port_parse,
     seconds_parse,
     text_parse,
+    version_parse,
 )
 from ..errors import ConfigError
 
@@ -35,6 +42,11 @@ __all__ = [
 
 Version = tuple[int, int]
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# PgBouncer 1.18 keeps names in fixed buffers with their NUL (MAX_DBNAME 64,
+# MAX_USERNAME 128): a longer database name stops it at start; a longer user
+# name in userlist.txt stops it loading the file ("username too long").
+DBNAME_BYTES_MAX = 63
+USER_BYTES_MAX = 127
 
 
 def _int(minimum: int) -> Callable[[str, str], str]:
@@ -172,18 +184,6 @@ class PgBouncerConfig:
         return dict(self.settings).get(key)
 
 
-def version_parse(text: str, *, variable: str = "PGBOUNCER_VERSION") -> Version:
-    """`1.18.0`, `PgBouncer 1.18.0`, or `v1.25.2-p0` -> (1, 18)."""
-    match = re.search(r"(\d+)\.(\d+)", text)
-    if not match:
-        raise ConfigError(
-            variable,
-            f"{text!r} is not a PgBouncer version",
-            f"set {variable} to the version that will run, e.g. 1.18",
-        )
-    return int(match.group(1)), int(match.group(2))
-
-
 def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
     """The upstream, and the variables to blame for its name and its password."""
     if env.get("POSTGRES_DATABASE_URL", "").strip():
@@ -193,10 +193,10 @@ def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
         return url, "POSTGRES_DATABASE_URL", "POSTGRES_DATABASE_URL"
     if env.get("DB_HOST", "").strip():  # the image's other spelling
         port = port_parse("DB_PORT", env.get("DB_PORT", "") or "5432")
-        user = env.get("DB_USER", "postgres")
+        user = line_check("DB_USER", env.get("DB_USER", "postgres"), what="user")
         url = PostgresURL(
             user=user,
-            password=env.get("DB_PASSWORD", ""),
+            password=password_check("DB_PASSWORD", env.get("DB_PASSWORD", "")),
             host=_text("DB_HOST", env["DB_HOST"]),
             port=port,
             name=env.get("DB_NAME", user),
@@ -229,6 +229,13 @@ def _users_from_env(
         users[user.user] = user.password
         blame[user.user] = "PGBOUNCER_MAINTENANCE_URL"
     for name, password in users.items():
+        if len(name.encode()) > USER_BYTES_MAX:
+            raise ConfigError(
+                blame[name],
+                f"the user name is {len(name.encode())} bytes long, and PgBouncer "
+                f"refuses userlist.txt with one over {USER_BYTES_MAX}",
+                "use a shorter role name",
+            )
         if not password:
             raise ConfigError(
                 blame[name],
@@ -262,12 +269,12 @@ def pgbouncer_config_from_env(
 ) -> PgBouncerConfig:
     """Validate the environment into a config for PgBouncer `version`."""
     upstream, name_variable, password_variable = _upstream_from_env(env)
-    if not _NAME.match(upstream.name):
+    if not _NAME.match(upstream.name) or len(upstream.name) > DBNAME_BYTES_MAX:
         raise ConfigError(
             name_variable,
             f"the database name {upstream.name!r} has characters PgBouncer's "
-            "configuration cannot hold",
-            "use a database name of letters, digits, _ . -",
+            f"configuration cannot hold, or more than {DBNAME_BYTES_MAX}",
+            f"use a database name of 1 to {DBNAME_BYTES_MAX} letters, digits, _ . -",
         )
     rendered: list[tuple[str, str]] = []
     for setting in SETTINGS:

@@ -155,6 +155,19 @@ def test_query_parameters_are_kept_apart_from_the_name():
         ("postgres://u:s3cr3t-pw@h", "no database name"),
         ("postgres://u:s3cr3t-pw@h/", "no database name"),
         ("postgres://u:s3cr3t-pw@h/db\n", "line break"),
+        ("postgres://u:s3cr3t-pw@db%0A.internal/db", "the host contains a line"),
+        ("postgres://u:s3cr3t-pw@h%0D%0A%5Bpgbouncer%5D/db", "the host contains"),
+        ("postgres://u:s3cr3t-pw@h%00/db", "(U+0000)"),
+        ("postgres://u%0Aroot:s3cr3t-pw@h/db", "the user contains"),
+        ("postgres://u%09:s3cr3t-pw@h/db", "the user contains"),
+        ("postgres://u:s3cr3t-pw@h/db%0Ax", "the database name contains"),
+        ("postgres://u:s3cr3t-pw@h/d%E2%80%A8b", "(U+2028)"),
+        ("postgres://u%FF:s3cr3t-pw@h/db", "user holds percent-encoded bytes"),
+        ("postgres://u:s3cr3t-pw%FF@h/db", "password holds percent-encoded bytes"),
+        ("postgres://u:s3cr3t-pw@h/db\udcff", "not UTF-8"),
+        ("postgres://u:s3cr3t-pw@h:0/db", "port 0"),
+        ("postgres://u:s3cr3t-pw@h:%C2%B2/db", "port is not a number"),
+        ("postgres://u:s3cr3t-pw@h:\u0665\u0664\u0663\u0662/db", "port is not"),
     ],
     ids=[
         "empty",
@@ -168,6 +181,19 @@ def test_query_parameters_are_kept_apart_from_the_name():
         "no-name",
         "empty-name",
         "newline",
+        "encoded-newline-in-host",
+        "encoded-section-in-host",
+        "encoded-nul-in-host",
+        "encoded-newline-in-user",
+        "encoded-tab-in-user",
+        "encoded-newline-in-name",
+        "line-separator-in-name",
+        "user-not-utf8",
+        "password-not-utf8",
+        "bytes-not-utf8",
+        "port-zero",
+        "port-superscript",
+        "port-arabic-indic",
     ],
 )
 def test_malformed_url_names_the_variable_and_hides_the_password(url, problem):
@@ -194,3 +220,10 @@ def test_redacted_masks_the_password():
     parsed = postgres_url_parse(f"postgres://u:{SECRET}@h/db", variable="X")
     assert parsed.redacted() == "postgres://u:***@h:5432/db"
     assert SECRET not in repr(parsed)
+
+
+def test_a_version_in_other_digits_is_refused_with_its_variable():
+    with pytest.raises(ConfigError, match="PGBOUNCER_VERSION: "):
+        database_config(
+            url="postgres://u:pw@h/db", pgbouncer_version="\u0661.\u0662\u0661"
+        )

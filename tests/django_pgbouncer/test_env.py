@@ -4,6 +4,7 @@ import pytest
 
 from django_pgbouncer import ConfigError
 from django_pgbouncer.env import (
+    INT_MAX,
     bool_parse,
     env_bool,
     env_int,
@@ -13,6 +14,7 @@ from django_pgbouncer.env import (
     port_parse,
     seconds_parse,
     text_parse,
+    version_parse,
 )
 
 
@@ -106,10 +108,91 @@ def test_seconds_parse(value, ok):
             seconds_parse("T", value)
 
 
-@pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\0b"])
-def test_text_parse_refuses_line_breaks(value):
-    with pytest.raises(ConfigError, match="X: contains a line break"):
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("a\nb", "U+000A"),
+        ("a\rb", "U+000D"),
+        ("a\0b", "U+0000"),
+        ("a\tb", "U+0009"),
+        ("a\x0bb", "U+000B"),
+        ("a\x7fb", "U+007F"),
+        ("a\x85b", "U+0085"),
+        ("a\u2028b", "U+2028"),
+        ("a\u200eb", "U+200E"),
+        ("a\udcffb", "U+DCFF"),
+    ],
+    ids=[
+        "newline",
+        "carriage-return",
+        "nul",
+        "tab",
+        "vertical-tab",
+        "delete",
+        "next-line",
+        "line-separator",
+        "left-to-right-mark",
+        "byte-not-utf8",
+    ],
+)
+def test_text_parse_refuses_control_characters(value, shown):
+    with pytest.raises(ConfigError) as caught:
         text_parse("X", value)
+    message = str(caught.value)
+    assert message.startswith("X: the value contains a line break or other control")
+    assert f"({shown})" in message
+    assert value not in message
+
+
+@pytest.mark.parametrize("value", ["db.internal", "ünïcødé", "a b", "'q' \"q\" ;#"])
+def test_text_parse_takes_printable_text(value):
+    assert text_parse("X", f" {value} ") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(str(INT_MAX), True), (str(INT_MAX + 1), False), ("4294967297", False)],
+    ids=["int-max", "int-max-plus-one", "wraps-to-one-in-pgbouncer"],
+)
+def test_int_parse_stops_at_the_largest_c_int(value, ok):
+    if ok:
+        assert int_parse("MAX_CLIENT_CONN", value) == INT_MAX
+    else:
+        with pytest.raises(ConfigError, match=f"from 0 to {INT_MAX}"):
+            int_parse("MAX_CLIENT_CONN", value)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("0.000001", True),
+        ("0.0000001", False),
+        (str(INT_MAX), True),
+        ("2147483648", False),
+        ("99999999999999999999", False),
+        ("1e3", False),
+    ],
+    ids=[
+        "microsecond",
+        "below-a-microsecond",
+        "int-max",
+        "int-max-plus-one",
+        "wraps-to-zero-in-pgbouncer",
+        "exponent",
+    ],
+)
+def test_seconds_parse_keeps_to_what_pgbouncer_holds(value, ok):
+    if ok:
+        assert seconds_parse("QUERY_TIMEOUT", value) == value
+    else:
+        with pytest.raises(ConfigError, match=r"QUERY_TIMEOUT: .* is not a number"):
+            seconds_parse("QUERY_TIMEOUT", value)
+
+
+@pytest.mark.parametrize("value", ["\u0661.\u0661\u0668", "1.\u00b2", "\uff11.18"])
+def test_version_parse_takes_ascii_digits_only(value):
+    with pytest.raises(ConfigError, match=r"PGBOUNCER_VERSION: .* is not a PgBouncer"):
+        version_parse(value)
 
 
 def test_env_readers_use_the_default_when_unset_or_blank():

@@ -9,9 +9,15 @@ from psycopg import sql
 
 from devstack.ephemeral import ephemeral_pgbouncer
 from django_pgbouncer import ConfigError
-from django_pgbouncer.render import pgbouncer_files_write, pgbouncer_version_detect
+from django_pgbouncer.render import (
+    pgbouncer_files_write,
+    pgbouncer_version_detect,
+    private_files_write,
+)
 
 pytestmark = pytest.mark.servers
+
+URL = "POSTGRES_DATABASE_URL"
 
 TRICKY = [
     "p@ss:w/rd",
@@ -79,27 +85,84 @@ def test_the_server_keeps_the_same_password(renderer_url, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "env",
+    ("env", "variable", "problem"),
     [
-        {"POOL_MODE": "bogus"},
-        {"DEFAULT_POOL_SIZE": "many"},
-        {"POSTGRES_DATABASE_URL": "postgres://app:wrong-password@127.0.0.1:1/app"},
+        ({"POOL_MODE": "bogus"}, "POOL_MODE", "is not a pool mode"),
+        ({"DEFAULT_POOL_SIZE": "many"}, "DEFAULT_POOL_SIZE", "is not a whole"),
+        (
+            {"POSTGRES_DATABASE_URL": "postgres://app:wrong-password@127.0.0.1:1/app"},
+            "POSTGRES_DATABASE_URL",
+            "could not log in",
+        ),
+        ({"POSTGRES_DATABASE_URL": "host=127.0.0.1%0A"}, URL, "(U+000A)"),
+        ({"POSTGRES_DATABASE_URL": "host=127.0.0.1%0D"}, URL, "(U+000D)"),
+        ({"POSTGRES_DATABASE_URL": "name=app%0A%5Bpgbouncer%5D"}, URL, "(U+000A)"),
+        ({"POSTGRES_DATABASE_URL": "user=rend%0Aerer"}, URL, "(U+000A)"),
+        ({"PGBOUNCER_ADMIN_URL": "user=stats%01"}, "PGBOUNCER_ADMIN_URL", "U+0001"),
+        ({"SERVER_RESET_QUERY": "DISCARD ALL\x0b;"}, "SERVER_RESET_QUERY", "U+000B"),
+        ({"LISTEN_ADDR": "127.0.0.\x851"}, "LISTEN_ADDR", "(U+0085)"),
+        ({"MAX_CLIENT_CONN": "4294967297"}, "MAX_CLIENT_CONN", "from 1 to"),
+        ({"LISTEN_PORT": "70000"}, "LISTEN_PORT", "not a port number"),
+        ({"LISTEN_PORT": "\u0666\u0664\u0663\u0662"}, "LISTEN_PORT", "not a port"),
+        ({"QUERY_TIMEOUT": "99999999999999999999"}, "QUERY_TIMEOUT", "not a number"),
     ],
-    ids=["bad-pool-mode", "bad-size", "server-unreachable"],
+    ids=[
+        "bad-pool-mode",
+        "bad-size",
+        "server-unreachable",
+        "encoded-newline-in-host",
+        "encoded-return-in-host",
+        "encoded-section-in-name",
+        "encoded-newline-in-user",
+        "control-in-console-user",
+        "vertical-tab-in-setting",
+        "next-line-in-setting",
+        "count-pgbouncer-wraps",
+        "port-out-of-range",
+        "port-arabic-indic",
+        "seconds-pgbouncer-wraps",
+    ],
 )
-def test_a_bad_start_keeps_the_last_good_files(renderer_url, tmp_path, env):
+def test_a_bad_start_keeps_the_last_good_files(
+    renderer_url, stack, tmp_path, env, variable, problem
+):
     good = {"POSTGRES_DATABASE_URL": renderer_url.url()}
     ini, userlist = pgbouncer_files_write(good, directory=tmp_path, version=(1, 18))
-    before = (ini.read_text(), userlist.read_text())
+    before = (ini.read_bytes(), userlist.read_bytes())
+    env = {name: _url_with(stack, value) for name, value in env.items()}
     with pytest.raises(ConfigError) as caught:
         pgbouncer_files_write({**good, **env}, directory=tmp_path, version=(1, 18))
-    assert (ini.read_text(), userlist.read_text()) == before
+    assert caught.value.variable == variable
+    assert problem in caught.value.problem
+    assert (ini.read_bytes(), userlist.read_bytes()) == before
     assert "renderer-pw" not in str(caught.value)
     assert "wrong-password" not in str(caught.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "pgbouncer.ini",
         "userlist.txt",
     ]
+
+
+def _url_with(stack, value):
+    """`part=VALUE`: the renderer's URL with one part replaced, raw (encoded)."""
+    part, _, raw = value.partition("=")
+    if part not in ("host", "name", "user"):
+        return value
+    parts = {"host": "127.0.0.1", "name": "app", "user": "renderer"}
+    parts[part] = raw
+    port = stack.settings.postgres_port
+    return (
+        f"postgres://{parts['user']}:renderer-pw@{parts['host']}:{port}/{parts['name']}"
+    )
+
+
+def test_a_failed_write_leaves_every_old_file(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "gone" / "b.txt"
+    first.write_text("old")
+    with pytest.raises(FileNotFoundError):
+        private_files_write({first: "new", second: "new"})
+    assert first.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
 
 
 def test_wrong_password_is_reported_without_it(renderer_url, tmp_path):
