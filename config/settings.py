@@ -1,10 +1,11 @@
 """The site's one settings module: every deployment difference is an environment
-variable (`.env.example` lists them all). Development defaults are safe; with
-DJANGO_DEBUG=0 the site refuses to start without a secret key and allowed hosts.
+variable (`.env.example` lists them all). DJANGO_DEBUG is off unless set to 1; off,
+the site refuses to start without a generated secret key and allowed hosts.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django_pgbouncer import database_config, direct_database_config
@@ -17,29 +18,44 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 
+# Marks of a key copied from an example instead of generated (compared without
+# case or separators): a 50-character placeholder passes Django's own bar.
+_PLACEHOLDER_MARKS = ("changeme", "replaceme", "placeholder", "example", "secretkey")
+
+
+def _secret_key_problem(key: str) -> str | None:
+    if not key:
+        return "is unset"
+    # Django's own bar for a key (security.W009), enforced instead of warned about.
+    if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+        return "is shorter than 50 characters, or not random"
+    letters = re.sub(r"[^a-z0-9]", "", key.lower())
+    for mark in _PLACEHOLDER_MARKS:
+        if mark in letters:
+            return f"is a placeholder (it says {mark!r}), not a generated key"
+    return None
+
+
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 if DEBUG:
     SECRET_KEY = SECRET_KEY or "django-insecure-development-only"
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]"]
 else:
-    # Django's own bar for a key (security.W009), enforced instead of warned about.
-    if (
-        len(SECRET_KEY) < 50
-        or len(set(SECRET_KEY)) < 5
-        or SECRET_KEY.startswith("django-insecure-")
-    ):
+    if problem := _secret_key_problem(SECRET_KEY):
         raise ConfigError(
             "DJANGO_SECRET_KEY",
-            "is unset, shorter than 50 characters, or not random while DJANGO_DEBUG=0",
+            f"{problem}, and DJANGO_DEBUG is off",
             "set it to a long random value, e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`",
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; "
+            "on a development machine, DJANGO_DEBUG=1 instead",
         )
     if not ALLOWED_HOSTS:
         raise ConfigError(
             "DJANGO_ALLOWED_HOSTS",
-            "is empty while DJANGO_DEBUG=0",
-            "set it to the comma-separated host names the site answers to",
+            "is empty, and DJANGO_DEBUG is off",
+            "set it to the comma-separated host names the site answers to; "
+            "on a development machine, DJANGO_DEBUG=1 instead",
         )
 
 INSTALLED_APPS = [

@@ -87,6 +87,36 @@ def test_weak_secret_key_is_refused_without_echoing_it(key):
     assert key not in result.stderr
 
 
+def env_example_value(name):
+    """The value `.env.example` gives `name`: what a deployment that copied it
+    without editing would run with."""
+    for line in (PROJECT_DIR / ".env.example").read_text().splitlines():
+        if line.startswith(f"{name}="):
+            return line.split("=", 1)[1]
+    raise AssertionError(f".env.example does not set {name}")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        env_example_value("DJANGO_SECRET_KEY"),
+        "CHANGE-ME-to-a-long-random-value-0123456789-abcdefghijklmnop",
+        "replace_me_with_the_output_of_token_urlsafe_0123456789abcdef",
+        "your-secret-key-goes-here-0123456789-abcdefghijklmnopqrstuvw",
+        "an-example-key-for-the-docs-0123456789-abcdefghijklmnopqrstu",
+    ],
+    ids=["env-example", "change-me", "replace-me", "your-secret-key", "example"],
+)
+def test_a_placeholder_secret_key_is_refused(key):
+    assert len(key) >= 50  # long and varied: Django's own bar would pass it
+    result = manage("check", **{**PRODUCTION, "DJANGO_SECRET_KEY": key})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY: " in result.stderr
+    assert "placeholder" in result.stderr
+    assert key not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("DJANGO_DEBUG", "maybe"), ("CONN_MAX_AGE", "forever"), ("POOL_MODE", "fast")],
