@@ -109,7 +109,11 @@ def session_state_find(
     candidates = _candidates(sql)
     if not candidates:
         return None
-    param_sets = list(params or ()) if many else [params] if params is not None else []
+    # executemany()'s rows may come from a generator: never consume it here.
+    if many:
+        param_sets = params if isinstance(params, Sequence) else []
+    else:
+        param_sets = [params] if params is not None else []
     for candidate in candidates:
         if not _safe(candidate, in_transaction, param_sets):
             return Finding(HAZARDS[candidate.kind], candidate.statement)

@@ -62,9 +62,21 @@ def _constant(expression: str) -> str | None:
         value = target["ResTarget"]["val"]
     except (ParseError, KeyError, ValueError):
         return None
-    while "TypeCast" in value:
-        value = value["TypeCast"]["arg"]
-    text = value.get("A_Const", {}).get("sval", {}).get("sval")
+    return _string(value)
+
+
+def _string(node: dict[str, Any]) -> str | None:
+    """A string constant, cast or not, or constants joined by ||."""
+    while "TypeCast" in node:
+        node = node["TypeCast"]["arg"]
+    if "A_Expr" in node:
+        expr = node["A_Expr"]
+        names = [n.get("String", {}).get("sval") for n in expr.get("name", [])]
+        if names != ["||"]:
+            return None
+        left, right = _string(expr.get("lexpr", {})), _string(expr.get("rexpr", {}))
+        return None if left is None or right is None else left + right
+    text = node.get("A_Const", {}).get("sval", {}).get("sval")
     return text if isinstance(text, str) else None
 
 

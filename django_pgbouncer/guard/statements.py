@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pglast.parser import ParseError, parse_sql_json
@@ -56,7 +56,7 @@ class Candidate:
     """A statement that leaves session state, unless..."""
 
     kind: str
-    statement: str
+    statement: str = ""  # as the messages show it
     # ...it runs inside a transaction its caller controls (Django's atomic()).
     safe_in_transaction: bool = False
     # ...this bound parameter (an index, or a name for %(name)s) is true.
@@ -71,10 +71,9 @@ class _Context:
     in_do: bool = False
     depth: int = 0
 
-    def candidate(self, kind: str, statement: str, **unless: Any) -> Candidate:
-        if self.in_do:
-            statement += " (in a DO block)"
-        return Candidate(kind, statement, **unless)
+    def statement(self, text: str) -> str:
+        shown = statement_mask(text, placeholders=self.placeholders)
+        return shown + " (in a DO block)" if self.in_do else shown
 
 
 def _number(sql: str) -> tuple[str, list[int | str], list[str]]:
@@ -94,20 +93,25 @@ def _number(sql: str) -> tuple[str, list[int | str], list[str]]:
     return _PLACEHOLDER.sub(replace, sql), keys, texts
 
 
+def _literals(sql: str, literal: str) -> str:
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else literal, sql)
+
+
 def _parse(sql: str) -> tuple[str, dict[str, Any], _Context] | None:
     """The text parsed, its tree, and what its parameters are; None when
     PostgreSQL's parser refuses it (then the server refuses it too, whole)."""
     numbered, keys, texts = _number(sql)
-    try:
-        return numbered, json.loads(parse_sql_json(numbered)), _Context(keys, texts)
-    except ParseError:
-        pass
-    # Where the grammar takes no parameter (SET x = %s), psycopg sends a literal.
-    literal = _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else "'?'", sql)
-    try:
-        return literal, json.loads(parse_sql_json(literal)), _Context([], [])
-    except ParseError:
-        return None
+    attempts = [(numbered, _Context(keys, texts))]
+    if keys:
+        # Where the grammar takes no parameter (SET x = %s, INCREMENT BY %s),
+        # psycopg sends a literal in its place: a string, or a number.
+        attempts += [(_literals(sql, lit), _Context([], [])) for lit in ("'?'", "0")]
+    for text, context in attempts:
+        try:
+            return text, json.loads(parse_sql_json(text)), context
+        except ParseError:
+            continue
+    return None
 
 
 def sql_candidates(sql: str) -> list[Candidate]:
@@ -123,32 +127,44 @@ def _tree_candidates(
     for entry in tree["stmts"]:
         start = entry.get("stmt_location", 0)
         length = entry.get("stmt_len", 0)
-        one = raw[start : start + length if length else None].decode(errors="replace")
-        statement = statement_mask(one, placeholders=context.placeholders)
         node = entry["stmt"]
         kind = node.get("TransactionStmt", {}).get("kind")
         if kind in _BEGIN:
             context.in_block = True
         elif kind in _END and not node["TransactionStmt"].get("chain"):
             context.in_block = False
-        yield from _walk(node, statement, context)
+        found = list(_walk(node, context))
+        if not found:
+            continue
+        # Shown only when found: masking scans the text again.
+        one = raw[start : start + length if length else None].decode(errors="replace")
+        statement = context.statement(one)
+        for candidate in found:  # a DO block's are named by their own statement
+            yield (
+                candidate
+                if candidate.statement
+                else replace(candidate, statement=statement)
+            )
 
 
-def _walk(node: Any, statement: str, context: _Context) -> Iterator[Candidate]:
+Check = Callable[[dict[str, Any], _Context], Iterator[Candidate]]
+
+
+def _walk(node: Any, context: _Context) -> Iterator[Candidate]:
     """Every candidate in a parse tree: hazards nest anywhere (a CTE, a subquery,
     EXPLAIN ANALYZE, CREATE TABLE AS), except in bodies that run later."""
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, statement, context)
+            yield from _walk(item, context)
         return
     if not isinstance(node, dict):
         return
     for key, value in node.items():
         check = _CHECKS.get(key)
         if check is not None:
-            yield from check(value, statement, context)
+            yield from check(value, context)
         if key not in _DEFERRED:
-            yield from _walk(value, statement, context)
+            yield from _walk(value, context)
 
 
 def _names(items: list[dict[str, Any]] | None) -> list[str]:
@@ -160,54 +176,48 @@ def _in_pg_temp(schema: str | None) -> bool:
     return schema is not None and schema.startswith("pg_temp")
 
 
-def _set(
-    node: dict[str, Any], statement: str, context: _Context
-) -> Iterator[Candidate]:
+def _set(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
     if node.get("is_local"):
         return
     kind, name = node.get("kind"), str(node.get("name", "")).lower()
     if kind == "VAR_SET_MULTI" and name == "transaction":
         return
     if name in ("role", "session_authorization"):
-        yield context.candidate("role", statement)
+        yield Candidate("role")
     elif kind == "VAR_RESET_ALL" or name not in TRACKED | {_CONFORMING}:
-        yield context.candidate("setting", statement)
+        yield Candidate("setting")
     elif name == _CONFORMING and kind == "VAR_SET_VALUE":
         (value,) = node.get("args", [{}])[:1] or [{}]
         if _truth(value, context) is not True:
-            yield context.candidate("setting", statement)
+            yield Candidate("setting")
 
 
 def _relation(
-    rel: dict[str, Any], on_commit: str | None, statement: str, context: _Context
+    rel: dict[str, Any], on_commit: str | None, context: _Context
 ) -> Iterator[Candidate]:
     if rel.get("relpersistence") != "t" and not _in_pg_temp(rel.get("schemaname")):
         return
     drop = on_commit == "ONCOMMIT_DROP"
     if drop and (context.in_block or context.in_do):
         return
-    yield context.candidate("temp_table", statement, safe_in_transaction=drop)
+    yield Candidate("temp_table", safe_in_transaction=drop)
 
 
-def _create(field: str, commit: str | None = None) -> Any:
-    def check(
-        node: dict[str, Any], statement: str, context: _Context
-    ) -> Iterator[Candidate]:
+def _create(field: str, commit: str | None = None) -> Check:
+    def check(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
         rel = node.get(field) or {}
         if "rel" in rel:  # an IntoClause
             commit_of = rel.get("onCommit")
             rel = rel["rel"]
         else:
             commit_of = node.get(commit) if commit else None
-        yield from _relation(rel, commit_of, statement, context)
+        yield from _relation(rel, commit_of, context)
 
     return check
 
 
-def _temp_object(field: str) -> Any:
-    def check(
-        node: dict[str, Any], statement: str, context: _Context
-    ) -> Iterator[Candidate]:
+def _temp_object(field: str) -> Check:
+    def check(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
         value = node.get(field)
         if isinstance(value, dict):  # a RangeVar
             schema = value.get("schemaname")
@@ -215,28 +225,24 @@ def _temp_object(field: str) -> Any:
             names = _names(value)
             schema = names[0] if len(names) > 1 else None
         if _in_pg_temp(schema):
-            yield context.candidate("temp_object", statement)
+            yield Candidate("temp_object")
 
     return check
 
 
-def _always(kind: str) -> Any:
-    def check(
-        node: dict[str, Any], statement: str, context: _Context
-    ) -> Iterator[Candidate]:
-        yield context.candidate(kind, statement)
+def _always(kind: str) -> Check:
+    def check(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
+        yield Candidate(kind)
 
     return check
 
 
-def _declare(
-    node: dict[str, Any], statement: str, context: _Context
-) -> Iterator[Candidate]:
+def _declare(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
     if int(node.get("options", 0)) & _CURSOR_OPT_HOLD:
-        yield context.candidate("hold_cursor", statement)
+        yield Candidate("hold_cursor")
 
 
-def _do(node: dict[str, Any], statement: str, context: _Context) -> Iterator[Candidate]:
+def _do(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
     options = {
         d["DefElem"]["defname"]: d["DefElem"]
         .get("arg", {})
@@ -247,7 +253,7 @@ def _do(node: dict[str, Any], statement: str, context: _Context) -> Iterator[Can
     if str(options.get("language") or "plpgsql").lower() != "plpgsql":
         return  # another language's body cannot be read here
     if context.depth >= _DEPTH:
-        yield context.candidate("setting", statement)  # deeper than anyone writes
+        yield Candidate("setting")  # deeper than anyone writes
         return
     for inner in do_statements(str(options.get("as") or "")):
         parsed = _parse(inner)
@@ -276,30 +282,26 @@ def _truth(node: dict[str, Any], context: _Context) -> bool | int | str | None:
     return str(value).lower() in _TRUE
 
 
-def _call(
-    node: dict[str, Any], statement: str, context: _Context
-) -> Iterator[Candidate]:
+def _call(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
     names = [n.lower() for n in _names(node.get("funcname"))]
     *schema, name = names or [""]
     if name in ("dblink_connect", "dblink_connect_u"):
-        yield context.candidate("dblink", statement)
+        yield Candidate("dblink")
     if schema not in ([], ["pg_catalog"]):
         return  # a function of its own schema, not PostgreSQL's
     if name in ADVISORY_SESSION:
-        yield context.candidate("advisory_lock", statement)
+        yield Candidate("advisory_lock")
     elif name in ("currval", "lastval"):
         if context.in_block or context.in_do:
             return  # the same transaction as the nextval() before it
-        yield context.candidate("sequence_state", statement, safe_in_transaction=True)
+        yield Candidate("sequence_state", safe_in_transaction=True)
     elif name == "setseed":
-        yield context.candidate("random_seed", statement)
+        yield Candidate("random_seed")
     elif name == "set_config":
-        yield from _set_config(node.get("args", []), statement, context)
+        yield from _set_config(node.get("args", []), context)
 
 
-def _set_config(
-    args: list[dict[str, Any]], statement: str, context: _Context
-) -> Iterator[Candidate]:
+def _set_config(args: list[dict[str, Any]], context: _Context) -> Iterator[Candidate]:
     if len(args) != 3:
         return
     setting = args[0].get("A_Const", {}).get("sval", {}).get("sval")
@@ -309,12 +311,12 @@ def _set_config(
     if local is True:
         return
     if local is False or local is None:
-        yield context.candidate("setting", statement)
+        yield Candidate("setting")
     else:
-        yield context.candidate("setting", statement, safe_if_true=local)
+        yield Candidate("setting", safe_if_true=local)
 
 
-_CHECKS = {
+_CHECKS: dict[str, Check] = {
     "VariableSetStmt": _set,
     "ListenStmt": _always("listen"),
     "PrepareStmt": _always("prepare"),

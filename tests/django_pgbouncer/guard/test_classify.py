@@ -120,6 +120,8 @@ HARMFUL = [
         "random_seed",
     ),
     ("DO $$DECLARE n int; BEGIN n := pg_advisory_lock(1); END$$", "advisory_lock"),
+    ("DO $$BEGIN EXECUTE 'SET ' || 'work_mem = 1'; END$$", "setting"),
+    ("DO $$BEGIN EXECUTE $q$LISTEN ch$q$::text; END$$", "listen"),
     ("DO $$BEGIN IF pg_try_advisory_lock(1) THEN NULL; END IF; END$$", "advisory_lock"),
     ("DO $$DECLARE n int := setseed(0); BEGIN NULL; END$$", "random_seed"),
     # temporary objects in pg_temp, functions and types included
@@ -310,17 +312,28 @@ BOUND = [
     ("SELECT %s; SELECT set_config('a', 'b', %s)", ["x", True], False, False),
     ("SET work_mem = %s", ["1MB"], False, True),
     ("SELECT pg_advisory_lock(%s)", [1], False, True),
+    ("CREATE TEMP SEQUENCE s INCREMENT BY %s", [2], False, True),
+    ("SELECT set_config('a', %s, %s)", iter([["1", True]]), True, True),
 ]
 
 
 @pytest.mark.parametrize(
     ("sql", "params", "many", "harmful"),
     BOUND,
-    ids=[f"{s} {p}" for s, p, _, _ in BOUND],
+    ids=[
+        f"{s} {p if isinstance(p, list | dict) else 'rows from a generator'}"
+        for s, p, _, _ in BOUND
+    ],
 )
 def test_bound_parameters(sql, params, many, harmful):
     finding = session_state_find(sql, params=params, many=many)
     assert (finding is not None) is harmful
+
+
+def test_rows_from_a_generator_are_left_for_executemany():
+    rows = iter([["1", True]])
+    assert session_state_find("SELECT set_config('a', %s, %s)", params=rows, many=True)
+    assert next(rows) == ["1", True]
 
 
 @pytest.mark.parametrize(
