@@ -29,7 +29,8 @@ def site_settings(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> ob
         monkeypatch.setenv(name, value)
     path = ROOT / "config" / "settings.py"
     spec = importlib.util.spec_from_file_location("config.settings_again", path)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -137,16 +138,18 @@ def test_a_bad_number_is_the_config_error_naming_its_variable(
 )
 @pytest.mark.parametrize("variable", ["DATABASE_URL", "POSTGRES_DATABASE_URL"])
 def test_a_bad_port_in_a_url_is_the_config_error_naming_its_variable(variable, url):
-    with pytest.raises(ConfigError, match=f"^{variable}: .*port"):
+    def read() -> object:
         if variable == "DATABASE_URL":
-            database_config(url=url)
-        else:
-            renderer(pytest.MonkeyPatch(), {variable: url})
+            return database_config(url=url)
+        return renderer(pytest.MonkeyPatch(), {variable: url})
+
+    with pytest.raises(ConfigError, match=rf"^{variable}: .*port"):
+        read()
 
 
 @pytest.mark.parametrize("value", ["\u0661.\u0662\u0661", "\u00b9.21"])
 def test_a_version_in_other_digits_stops_the_settings(monkeypatch, value):
-    with pytest.raises(ConfigError, match="^PGBOUNCER_VERSION: "):
+    with pytest.raises(ConfigError, match=r"^PGBOUNCER_VERSION: "):
         site_settings(monkeypatch, {"PGBOUNCER_VERSION": value})
 
 
