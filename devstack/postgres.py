@@ -131,7 +131,7 @@ class Postgres:
         argv = [str(self.bindir / "postgres"), "-D", str(cfg.datadir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        self.log.touch()
+        self.log.touch(mode=0o600)
         cfg.account.own(self.log)
         # SIGINT is PostgreSQL's "fast" shutdown: roll back, disconnect, stop cleanly.
         self.child = Child(
@@ -164,19 +164,27 @@ class Postgres:
                     ) from None
                 time.sleep(0.2)
 
-    def role_and_database_ensure(self, url: PostgresURL) -> None:
-        """Create (or re-password) `url.user` and its database `url.name`.
+    def role_and_database_ensure(self, url: PostgresURL, *, createdb: bool) -> None:
+        """Create (or re-password) `url.user` and its database `url.name`, which
+        it owns (it runs the migrations). Its attributes are set each time, so a
+        role an older devstack made gets no more than this one gives.
 
-        CREATEDB: a development role runs `manage.py test`, whose runner creates,
-        clones and drops test databases."""
+        `createdb`: Django's test runner (`manage.py test`) creates, copies and
+        drops test databases as the role; a site that only serves never does."""
         with psycopg.connect(self.config.superuser_url().url(), autocommit=True) as c:
             exists = c.execute(
                 "SELECT 1 FROM pg_roles WHERE rolname = %s", [url.user]
             ).fetchone()
             verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
             c.execute(
-                sql.SQL("{} ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                    verb, sql.Identifier(url.user), sql.Literal(url.password)
+                sql.SQL(
+                    "{} ROLE {} LOGIN {} NOSUPERUSER NOCREATEROLE NOREPLICATION "
+                    "NOBYPASSRLS PASSWORD {}"
+                ).format(
+                    verb,
+                    sql.Identifier(url.user),
+                    sql.SQL("CREATEDB" if createdb else "NOCREATEDB"),
+                    sql.Literal(url.password),
                 )
             )
             if not c.execute(

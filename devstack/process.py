@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import StackError
 from .procfs import parent_death_signal_set, pid_listens
@@ -105,6 +106,14 @@ def port_wait_free(host: str, port: int, *, timeout: float) -> bool:
     return True
 
 
+def _log_open(path: Path) -> BinaryIO:
+    """A server's log, for appending, 0600 (also where an older run left it
+    looser): logs quote queries, and with them what the site stores."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -156,7 +165,7 @@ class Child:
         """Start it and wait until its port accepts; with `own_socket`, until the
         process itself listens there (another may share the port: SO_REUSEPORT)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
+        with _log_open(self.log) as out:
             try:
                 self.process = self._popen(out)
             except OSError as error:

@@ -93,6 +93,14 @@ def _write(root: Path, monitor: ProcessRecord, servers: list[ProcessRecord]) -> 
     private_file_write(root / RECORD_NAME, json.dumps(data, indent=2) + "\n")
 
 
+def _write_private(path: Path, text: str) -> None:
+    """`text` into `path`, 0600 like everything in the run's folder."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def run_alive(root: Path) -> int | None:
     """The pid of the make run that uses `root`, if it is running."""
     monitor, _ = _read(root)
@@ -113,7 +121,7 @@ def run_claim(root: Path) -> list[str]:
     done = leftovers_stop(servers, run_pid=monitor.pid if monitor else None)
     me = ProcessRecord.of("make run", os.getpid())
     _write(root, me, [])
-    (root / PID_NAME).write_text(f"{os.getpid()}\n")
+    _write_private(root / PID_NAME, f"{os.getpid()}\n")
     return done
 
 

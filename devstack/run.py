@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from django_pgbouncer.render import private_file_write
 
 from .control import control_dir_ensure
+from .folders import private_tree_ensure
 from .monitor import Monitor
 from .process import Account, Child, port_require_free, run_checked
 from .procfs import parent_death_signal_set
+from .reach import acl_grant, can_access
 from .records import run_claim, run_release, servers_record
 from .stack import (
     MAINTENANCE_VARIABLE,
@@ -30,6 +32,9 @@ from .stack import (
 )
 
 __all__ = ["run"]
+
+# As root, gunicorn runs as this account (the servers as devstack.process's).
+WEB_ACCOUNT = "nobody"
 
 
 def _manage(*args: str, env: Mapping[str, str]) -> str:
@@ -51,6 +56,16 @@ def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
     lines.append(f"{MAINTENANCE_VARIABLE}={stack.maintenance_console_url.url()}")
     private_file_write(path, "\n".join(lines) + "\n")
     return path
+
+
+def _folder_private(root: Path, accounts: Sequence[Account]) -> None:
+    """The run's folder its owner's alone: folders 0700, files 0600, also where an
+    older run left them looser. As root, the servers' accounts may pass it (search
+    only, an ACL entry each) to reach the folders they own in it."""
+    private_tree_ensure(root, skip=[root / "postgres" / "data"])
+    for account in accounts:
+        if account.uid is not None and not can_access(account, root, "x"):
+            acl_grant(account, root, what="make run's servers")
 
 
 class _Stop(Exception):
@@ -132,7 +147,9 @@ def _web_start(stack: Stack, web: Child, env: Mapping[str, str]) -> None:
 def run(environ: Mapping[str, str]) -> int:
     """`make run`: start everything, print where it is, stop it all on Ctrl-C."""
     settings = StackSettings.from_env(environ)
-    settings.root.mkdir(parents=True, exist_ok=True)
+    _folder_private(
+        settings.root, [Account.for_servers(), Account.for_servers(WEB_ACCOUNT)]
+    )
     for line in run_claim(settings.root):
         print(line, flush=True)
     control_dir_ensure(settings.root)
@@ -144,7 +161,7 @@ def run(environ: Mapping[str, str]) -> int:
     with _signals_stop():
         try:
             env = _stack_start(stack, environ)
-            web = web_child(stack, env, account=Account.for_servers("nobody"))
+            web = web_child(stack, env, account=Account.for_servers(WEB_ACCOUNT))
             _web_start(stack, web, env)
             Monitor(stack, web).watch()
         except _Stop as stop:

@@ -18,7 +18,7 @@ from django_pgbouncer import PostgresURL
 from django_pgbouncer.env import env_int, env_port
 from django_pgbouncer.render import private_file_write
 
-from .folders import PROJECT_DIR, root_from_env
+from .folders import PROJECT_DIR, private_folder_ensure, root_from_env
 from .pgbouncer import PgBouncer, PgBouncerSetup
 from .postgres import Postgres, PostgresConfig
 from .process import Account, Child
@@ -58,6 +58,10 @@ class StackSettings:
     seed_posts: int = 50
     # Variables for PgBouncer's renderer (POOL_MODE, DEFAULT_POOL_SIZE, ...).
     pgbouncer_variables: Mapping[str, str] = field(default_factory=dict)
+    # Whether the site's role may create databases: the throwaway stacks of the
+    # tests and benchmarks run Django's test runner, which creates its test
+    # databases; make run's site never does (from_env says no).
+    site_createdb: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackSettings:
@@ -69,6 +73,7 @@ class StackSettings:
             web_port=env_port(env, "WEB_PORT", 8000),
             seed_posts=env_int(env, "DEVSTACK_SEED_POSTS", 50),
             pgbouncer_variables=dict(env),
+            site_createdb=False,
         )
 
 
@@ -100,8 +105,7 @@ class Stack:
         settings.root.mkdir(parents=True, exist_ok=True)
         self.secrets = secrets_load(settings.root / "secrets.json")
         for sub in ("postgres", "pgbouncer"):
-            (settings.root / sub).mkdir(exist_ok=True)
-            self.account.own(settings.root / sub)
+            self.account.own(private_folder_ensure(settings.root / sub))
         reach_ensure(
             self.account,
             [(settings.root / sub, "rwx") for sub in ("postgres", "pgbouncer")],
@@ -188,7 +192,9 @@ class Stack:
     def start(self) -> None:
         try:
             self.postgres.start()
-            self.postgres.role_and_database_ensure(self.direct_url)
+            self.postgres.role_and_database_ensure(
+                self.direct_url, createdb=self.settings.site_createdb
+            )
             self.pgbouncer.start()
         except BaseException:
             self.stop()
@@ -221,8 +227,8 @@ def run_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
 def web_child(stack: Stack, env: Mapping[str, str], *, account: Account) -> Child:
     """gunicorn serving the site through `stack`'s PgBouncer."""
     s = stack.settings
-    metrics = s.root / "metrics"  # the workers' counters, added up by /metrics
-    metrics.mkdir(exist_ok=True)
+    # The workers' counters, added up by /metrics.
+    metrics = private_folder_ensure(s.root / "metrics")
     account.own(metrics)
     # The code, the virtualenv, the interpreter it links to, and the counters.
     python = Path(sys.executable)
