@@ -1,7 +1,8 @@
 """What `make run` keeps private: its folder and every folder in it 0700, its logs
-and other files 0600, also where an older run left them looser; and the site's
-role, which may not create databases (the tests' throwaway stacks' may: Django's
-test runner creates its test databases)."""
+and other files 0600, also where an older run left them looser; its passwords,
+which no process has on its command line; and the site's role, which may not
+create databases (the tests' throwaway stacks' may: Django's test runner creates
+its test databases)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,24 @@ def assert_site_role_plain(root: Path, port: int) -> None:
         conn.execute("CREATE DATABASE make_run_may_not")
 
 
+def assert_no_secret_on_a_command_line(root: Path) -> None:
+    """No process of the machine has one of the run's passwords in its argv, which
+    every user may read (/proc/PID/cmdline, ps)."""
+    secrets = list(json.loads((root / "secrets.json").read_text()).values())
+    assert secrets
+    seen = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        seen += str(root) in argv
+        assert not [s for s in secrets if s in argv], f"pid {entry.name}"
+    assert seen >= 2  # the run's servers were there to be seen
+
+
 def loosen(root: Path) -> None:
     for name, mode in LOOSE_FOLDERS.items():
         (root / name).mkdir(exist_ok=True)
@@ -116,6 +135,7 @@ def test_run_makes_its_folder_private_again(scratch):
         first.wait_ready()
         assert_private(root)
         assert_site_role_plain(root, ports["DEVSTACK_POSTGRES_PORT"])
+        assert_no_secret_on_a_command_line(root)
         # An older devstack's role could create databases; its folder was open.
         with psycopg.connect(
             superuser_url(root, ports["DEVSTACK_POSTGRES_PORT"]), autocommit=True
