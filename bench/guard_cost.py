@@ -1,12 +1,17 @@
-"""What the runtime guard costs per query.
+"""What the runtime guard costs per query, against a query through PgBouncer.
 
-1. The classifier alone on the queries the site really sends (timeit, best of 5).
-2. A query through PgBouncer with the guard on and off, interleaved in rounds.
+1. The classifier alone on the queries the site really sends, each call on a new
+   string object as Django builds them (so the cache pays for hashing the text):
+   timeit, best of 5. And a first reading of each (the cache emptied): the parser.
+2. The guard's execute wrapper alone, with a no-op execute, on the same queries.
+3. A query through PgBouncer with the guard on and off, interleaved in rounds.
+The guard's share: (2) over the median query of (3) with the guard off.
 
     .venv/bin/python -m bench.guard_cost [--rounds 5] [--queries 2000] [--json]
+        [--write]
 
-bench.harness runs it (--json) and keeps the figures in its result file; alone it
-prints them and writes nothing.
+bench.harness runs it (--json) and keeps the figures in its result file. --write
+keeps them in results/guard_cost.md; alone it prints them and writes nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import statistics
 import sys
 import time
 import timeit
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+RESULT = Path(__file__).resolve().parent / "results" / "guard_cost.md"
 # As core.selectors sends them (the list page reads one row more than it shows).
 SITE_QUERIES = {
     "list page": 'SELECT "core_post"."id", "core_post"."title", "core_post".'
@@ -32,24 +41,78 @@ SITE_QUERIES = {
     'WHERE "core_post"."id" = %s',
     "session (hazard)": "SET statement_timeout = 5000",
 }
+_CALLS = 20000
+
+
+def _fresh(sql: str, count: int) -> list[str]:
+    """`count` equal strings that are distinct objects, none with its hash known."""
+    return [(sql + " ")[:-1] for _ in range(count)]
+
+
+def _per_call_ns(call: Callable[[str], Any], sql: str) -> float:
+    best = float("inf")
+    for _ in range(5):
+        texts = _fresh(sql, _CALLS)
+        start = time.perf_counter()
+        for text in texts:
+            call(text)
+        best = min(best, time.perf_counter() - start)
+    return best / _CALLS * 1e9
 
 
 def classifier_ns() -> dict[str, float]:
     from django_pgbouncer.guard import session_state_find
 
+    session_state_find("SELECT 1")  # imports and first calls out of the figures
+    return {
+        name: _per_call_ns(session_state_find, sql)
+        for name, sql in SITE_QUERIES.items()
+    }
+
+
+def first_read_us() -> dict[str, float]:
+    """A text never seen before: the prefilter, then the parser if it asks."""
+    from django_pgbouncer.guard import session_state_find
+    from django_pgbouncer.guard.classify import statement_candidates
+
+    def once(sql: str) -> None:
+        statement_candidates.cache_clear()
+        session_state_find(sql)
+
     out = {}
     for name, sql in SITE_QUERIES.items():
-        runs = timeit.repeat(
-            f"find({sql!r})",
-            globals={"find": session_state_find},
-            number=20000,
-            repeat=5,
-        )
-        out[name] = min(runs) / 20000 * 1e9
+        runs = timeit.repeat(lambda sql=sql: once(sql), number=200, repeat=5)
+        out[name] = min(runs) / 200 * 1e6
     return out
 
 
-def through_pgbouncer(rounds: int, queries: int) -> dict[str, list[float]]:
+def wrapper_ns() -> dict[str, float]:
+    """The execute wrapper on a real connection, the query not sent."""
+    from django.db import connections
+
+    from django_pgbouncer.guard import SessionStateGuard
+
+    # The wrapper itself, as Django's cursor hands it over (django.db.connection
+    # is a proxy whose every attribute read costs more than the guard).
+    connection = connections["default"]
+    (guard,) = [
+        w for w in connection.execute_wrappers if isinstance(w, SessionStateGuard)
+    ]
+    out = {}
+    with connection.cursor() as cursor:
+        context = {"connection": connection, "cursor": cursor}
+        for name, sql in SITE_QUERIES.items():
+            if name == "session (hazard)":
+                continue  # it raises: a finding is not a query's cost
+
+            def call(text: str) -> None:
+                guard(lambda *args: None, text, (1, 2, 3), False, context)
+
+            out[name] = _per_call_ns(call, sql)
+    return out
+
+
+def through_pgbouncer(rounds: int, queries: int) -> dict[str, Any]:
     import django
 
     from devstack.ephemeral import ephemeral_stack
@@ -58,7 +121,8 @@ def through_pgbouncer(rounds: int, queries: int) -> dict[str, list[float]]:
         os.environ.update(stack.site_env())
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         django.setup()
-        return _rounds_time(rounds, queries)
+        timed = _rounds_time(rounds, queries)
+        return {"through_pgbouncer_us": timed, "wrapper_ns": wrapper_ns()}
 
 
 def _rounds_time(rounds: int, queries: int) -> dict[str, list[float]]:
@@ -84,22 +148,73 @@ def _rounds_time(rounds: int, queries: int) -> dict[str, list[float]]:
                     cursor.execute(sql)
                     cursor.fetchall()
                 results[name].append((time.perf_counter() - start) / queries * 1e6)
+    guard.mode = GuardMode.RAISE
     return results
 
 
-def _print(result: dict[str, Any], rounds: int, queries: int) -> None:
-    print("classifier alone, ns per query (best of 5 x 20,000):")
-    for name, value in result["classifier_ns"].items():
-        print(f"  {name:20} {value:8.0f} ns")
-    print(
-        f"a query through PgBouncer, us per query, median of {rounds} "
-        f"interleaved rounds of {queries} (min..max):"
-    )
-    for name, runs in result["through_pgbouncer_us"].items():
-        print(
-            f"  {name:10} {statistics.median(runs):7.1f} us "
-            f"({min(runs):.1f}..{max(runs):.1f})"
-        )
+def share(result: dict[str, Any]) -> dict[str, float]:
+    """The wrapper's cost per query over a query through PgBouncer (guard off)."""
+    query_ns = statistics.median(result["through_pgbouncer_us"]["guard off"]) * 1e3
+    return {name: ns / query_ns for name, ns in result["wrapper_ns"].items()}
+
+
+def lines_render(result: dict[str, Any]) -> list[str]:
+    rounds = result["through_pgbouncer_us"]
+    lines = [
+        "| what | cost |",
+        "|---|--:|",
+        *[
+            f"| classifier, {name} (a new string each call) | {ns:,.0f} ns |"
+            for name, ns in result["classifier_ns"].items()
+        ],
+        *[
+            f"| classifier, {name}, first reading (cache emptied) | {us:,.1f} us |"
+            for name, us in result["first_read_us"].items()
+        ],
+        *[
+            f"| the execute wrapper, {name} | {ns:,.0f} ns |"
+            for name, ns in result["wrapper_ns"].items()
+        ],
+        *[
+            f"| a query through PgBouncer, {name} (median of {len(runs)}, "
+            f"{min(runs):.1f}..{max(runs):.1f}) | {statistics.median(runs):.1f} us |"
+            for name, runs in rounds.items()
+        ],
+    ]
+    lines += [
+        "",
+        "The guard's share of a query through PgBouncer (the wrapper over the "
+        "median query with the guard off):",
+        "",
+        *[f"- {name}: {100 * part:.2f}%" for name, part in share(result).items()],
+    ]
+    return lines
+
+
+def result_write(result: dict[str, Any], argv: list[str]) -> None:
+    from .stackinfo import machine_describe, source_describe
+
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    head = [
+        "# The runtime guard's cost (bench.guard_cost)",
+        "",
+        f"Run: `.venv/bin/python -m bench.guard_cost {' '.join(argv)}`".rstrip()
+        + f" on {date}; commit {source_describe()}; {machine_describe()}; "
+        f"Python {sys.version.split()[0]}.",
+        "",
+    ]
+    data = json.dumps(result, sort_keys=True)
+    tail = [
+        "",
+        "The figures (bench.guard_cost --json):",
+        "",
+        "```json",
+        data,
+        "```",
+        "",
+    ]
+    RESULT.write_text("\n".join(head + lines_render(result) + tail))
+    print(f"wrote {RESULT}")
 
 
 def main() -> int:
@@ -107,15 +222,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--json", action="store_true", help="one line of JSON")
+    parser.add_argument("--write", action="store_true", help=f"into {RESULT.name}")
     args = parser.parse_args()
     result = {
         "classifier_ns": classifier_ns(),
-        "through_pgbouncer_us": through_pgbouncer(args.rounds, args.queries),
+        "first_read_us": first_read_us(),
+        **through_pgbouncer(args.rounds, args.queries),
     }
     if args.json:
         print(json.dumps(result))
-    else:
-        _print(result, args.rounds, args.queries)
+        return 0
+    print("\n".join(lines_render(result)))
+    if args.write:
+        result_write(result, sys.argv[1:])
     return 0
 
 

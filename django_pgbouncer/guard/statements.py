@@ -97,20 +97,29 @@ def _literals(sql: str, literal: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else literal, sql)
 
 
+def _readings(sql: str) -> Iterator[tuple[str, _Context]]:
+    """`sql` as the parser should read it: with $n for the placeholders first;
+    where the grammar takes no parameter there (SET x = %s, INCREMENT BY %s),
+    psycopg sends a literal in its place: a string, or a number."""
+    numbered, keys, texts = _number(sql)
+    yield numbered, _Context(keys, texts)
+    if keys:
+        for literal in ("'?'", "0"):
+            yield _literals(sql, literal), _Context([], [])
+
+
 def _parse(sql: str) -> tuple[str, dict[str, Any], _Context] | None:
     """The text parsed, its tree, and what its parameters are; None when
     PostgreSQL's parser refuses it (then the server refuses it too, whole)."""
-    numbered, keys, texts = _number(sql)
-    attempts = [(numbered, _Context(keys, texts))]
-    if keys:
-        # Where the grammar takes no parameter (SET x = %s, INCREMENT BY %s),
-        # psycopg sends a literal in its place: a string, or a number.
-        attempts += [(_literals(sql, lit), _Context([], [])) for lit in ("'?'", "0")]
-    for text, context in attempts:
+    for text, context in _readings(sql):
         try:
-            return text, json.loads(parse_sql_json(text)), context
+            tree = parse_sql_json(text)
         except ParseError:
             continue
+        # Most statements hold no node a check looks at: skip decoding them.
+        if not any(key in tree for key in _CHECKED):
+            return text, {"stmts": []}, context
+        return text, json.loads(tree), context
     return None
 
 
@@ -133,7 +142,7 @@ def _tree_candidates(
             context.in_block = True
         elif kind in _END and not node["TransactionStmt"].get("chain"):
             context.in_block = False
-        found = list(_walk(node, context))
+        found = _walk(node, context)
         if not found:
             continue
         # Shown only when found: masking scans the text again.
@@ -150,21 +159,26 @@ def _tree_candidates(
 Check = Callable[[dict[str, Any], _Context], Iterator[Candidate]]
 
 
-def _walk(node: Any, context: _Context) -> Iterator[Candidate]:
-    """Every candidate in a parse tree: hazards nest anywhere (a CTE, a subquery,
-    EXPLAIN ANALYZE, CREATE TABLE AS), except in bodies that run later."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _walk(item, context)
-        return
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        check = _CHECKS.get(key)
-        if check is not None:
-            yield from check(value, context)
-        if key not in _DEFERRED:
-            yield from _walk(value, context)
+def _walk(node: Any, context: _Context) -> list[Candidate]:
+    """Every candidate in a parse tree, in the order of the text: hazards nest
+    anywhere (a CTE, a subquery, EXPLAIN ANALYZE, CREATE TABLE AS), except in
+    bodies that run later. A stack, not recursion: this runs on every new text."""
+    found: list[Candidate] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+            continue
+        children = []
+        for key, value in item.items():
+            check = _CHECKS.get(key)
+            if check is not None:
+                found += check(value, context)
+            if key not in _DEFERRED and isinstance(value, dict | list):
+                children.append(value)
+        stack.extend(reversed(children))
+    return found
 
 
 def _names(items: list[dict[str, Any]] | None) -> list[str]:
@@ -338,3 +352,6 @@ _CHECKS: dict[str, Check] = {
     "CreateRangeStmt": _temp_object("typeName"),
     "CreateDomainStmt": _temp_object("domainname"),
 }
+# How the keys of _CHECKS appear in libpg_query's JSON (a literal's quotes are
+# escaped there, so no string in the SQL can pose as one).
+_CHECKED = tuple(f'"{key}":' for key in _CHECKS)

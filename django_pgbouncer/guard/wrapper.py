@@ -79,30 +79,28 @@ class SessionStateGuard:
         many: bool,
         context: dict[str, Any],
     ) -> Any:
+        # Every query passes here: the common case (a plain str, no finding) takes
+        # a few attribute reads and one cached classification (bench.guard_cost).
         if self.mode != GuardMode.OFF and not _allowed.get():
-            raw = getattr(context["cursor"], "cursor", None)
-            self.check(
-                sql,
-                params,
-                many=many,
-                connection=context["connection"],
-                server_side=bool(getattr(raw, "name", None)),
-            )
+            self._check(sql, params, many, context["connection"], context["cursor"])
         return execute(sql, params, many, context)
 
     def check(
+        self, sql: Any, params: Any, *, many: bool, connection: BaseDatabaseWrapper
+    ) -> None:
+        """Raise or log when `sql` would leave session state (per the mode)."""
+        if self.mode != GuardMode.OFF and not _allowed.get():
+            self._check(sql, params, many, connection, None)
+
+    def _check(
         self,
         sql: Any,
         params: Any,
-        *,
         many: bool,
         connection: BaseDatabaseWrapper,
-        server_side: bool = False,
+        cursor: Any,
     ) -> None:
-        """Raise or log when `sql` would leave session state (per the mode)."""
-        if self.mode == GuardMode.OFF or _allowed.get():
-            return
-        finding = _find(sql, params, many, connection, server_side)
+        finding = _find(sql, params, many, connection, cursor)
         if finding is None:
             return
         session_state_found.send(SessionStateGuard, alias=self.alias, finding=finding)
@@ -112,21 +110,18 @@ class SessionStateGuard:
 
 
 def _find(
-    sql: Any,
-    params: Any,
-    many: bool,
-    connection: BaseDatabaseWrapper,
-    server_side: bool,
+    sql: Any, params: Any, many: bool, connection: BaseDatabaseWrapper, cursor: Any
 ) -> Finding | None:
+    if type(sql) is not str:  # psycopg's sql.SQL(...), sql.Composed
+        as_string = getattr(sql, "as_string", None)
+        sql = as_string(connection.connection) if as_string else str(sql)
     in_transaction = connection.in_atomic_block
-    if isinstance(sql, Composable):  # psycopg's sql.SQL(...), sql.Composed
-        sql = sql.as_string(connection.connection)
     # A server-side cursor outside atomic() is DECLAREd WITH HOLD by psycopg:
     # the SQL we see is its SELECT, so the cursor itself tells.
-    if server_side and not in_transaction:
-        return Finding(HAZARDS["hold_cursor"], statement_mask(str(sql)))
+    if not in_transaction and getattr(getattr(cursor, "cursor", None), "name", None):
+        return Finding(HAZARDS["hold_cursor"], statement_mask(sql))
     return session_state_find(
-        str(sql), in_transaction=in_transaction, params=params, many=many
+        sql, in_transaction=in_transaction, params=params, many=many
     )
 
 
