@@ -37,6 +37,7 @@ from tests.deploy.test_compose import (
     SITE_ROLE,
     env_example_documented,
     healthcheck_command,
+    operator_env,
     secret_values,
     service_env,
 )
@@ -191,7 +192,7 @@ class Site:
     pgbouncer: PgBouncer
 
     def web_env(self) -> dict[str, str]:
-        return self.cluster.local(service_env("web"))
+        return self.cluster.local(operator_env("web"))
 
     def connect(self, role: str, password: str) -> psycopg.Connection[Any]:
         url = postgres_url_parse(
@@ -238,7 +239,7 @@ def site(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     bouncer.start()
     try:
         migrate = manage(
-            ["migrate", "--noinput"], cluster.local(service_env("migrate"))
+            ["migrate", "--noinput"], cluster.local(operator_env("migrate"))
         )
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         yield Site(cluster, bouncer)
