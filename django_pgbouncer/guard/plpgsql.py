@@ -14,6 +14,15 @@ from pglast.parser import ParseError, parse_sql_json, scan
 
 __all__ = ["do_statements"]
 
+# Where the fallback reading cuts a body: PL/pgSQL's control words.
+_CONTROL = frozenset(
+    {
+        "declare", "begin", "end", "if", "then", "elsif", "else", "case", "when",
+        "loop", "while", "for", "foreach", "in", "exception", "return", "query",
+        "open", "using", "into", "strict",
+    }
+)  # fmt: skip
+
 # Statements whose query is a string run as SQL (EXECUTE, FOR ... IN EXECUTE,
 # OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE).
 _DYNAMIC = frozenset(
@@ -82,12 +91,14 @@ def _string(node: dict[str, Any]) -> str | None:
 
 def do_statements(body: str) -> list[str]:
     """The SQL statements a `DO` body in PL/pgSQL runs, as far as they are known
-    before it runs; [] when PL/pgSQL would refuse the body (then nothing runs)."""
+    before it runs. More than it runs where PL/pgSQL's parser cannot read it."""
     quoted = "'" + body.replace("'", "''") + "'"
     try:
         tree = parse_plpgsql(f"DO {quoted}")
     except ParseError:
-        return []
+        # libpg_query's PL/pgSQL has no catalog: it refuses some bodies the
+        # server runs (an array of a table's type). Read those piece by piece.
+        return _pieces(body)
     out = []
     for expr, dynamic in _exprs(tree):
         text = str(expr.get("query", ""))
@@ -105,4 +116,37 @@ def do_statements(body: str) -> list[str]:
                 out.append(f"SELECT {_assigned(text)}")
             except ParseError:
                 continue
+    return out
+
+
+def _piece(text: str) -> str | None:
+    """One piece of a body as SQL the parser may read."""
+    words = text.split(maxsplit=1)
+    first = words[0].lower() if words else ""
+    if first == "perform":
+        return f"SELECT {words[1]}" if len(words) > 1 else None
+    if first == "execute":
+        return _constant(words[1]) if len(words) > 1 else None
+    if ":=" in text:
+        return f"SELECT {text.split(':=', 1)[1]}"
+    return text
+
+
+def _pieces(body: str) -> list[str]:
+    """A body cut at every `;` and control word (by PostgreSQL's scanner, so
+    literals and comments stay whole); each piece as a statement, or else as an
+    expression (`IF pg_try_advisory_lock(1) THEN`)."""
+    try:
+        tokens = scan(body)
+    except ParseError:
+        return []
+    out, start = [], 0
+    for token in [*tokens, None]:
+        word = "" if token is None else body[token.start : token.end + 1]
+        if token is not None and word != ";" and word.lower() not in _CONTROL:
+            continue
+        piece = _piece(body[start : token.start if token else None].strip())
+        start = token.end + 1 if token else len(body)
+        if piece:
+            out += [piece, f"SELECT {piece}"]
     return out

@@ -121,6 +121,15 @@ HARMFUL = [
     ),
     ("DO $$DECLARE n int; BEGIN n := pg_advisory_lock(1); END$$", "advisory_lock"),
     ("DO $$BEGIN EXECUTE 'SET ' || 'work_mem = 1'; END$$", "setting"),
+    # bodies libpg_query's PL/pgSQL cannot read without a catalog, read in pieces
+    ("DO $$DECLARE r core_post[]; BEGIN SET work_mem = 1; END$$", "setting"),
+    ("DO $$DECLARE r t[]; BEGIN EXECUTE 'LISTEN ch'; END$$", "listen"),
+    (
+        "DO $$DECLARE r t[]; BEGIN IF pg_try_advisory_lock(1) THEN END IF; END$$",
+        "advisory_lock",
+    ),
+    ("DO $$DECLARE r t[]; BEGIN PERFORM setseed(0); END$$", "random_seed"),
+    ("DO $$DECLARE r t[]; n int; BEGIN n := pg_advisory_lock(1); END$$", "advisory_lock"),
     ("DO $$BEGIN EXECUTE $q$LISTEN ch$q$::text; END$$", "listen"),
     ("DO $$BEGIN IF pg_try_advisory_lock(1) THEN NULL; END IF; END$$", "advisory_lock"),
     ("DO $$DECLARE n int := setseed(0); BEGIN NULL; END$$", "random_seed"),
@@ -237,6 +246,7 @@ HARMLESS = [
     "DO $$BEGIN EXECUTE format('SET %I = 1', 'x'); END$$",
     "DO $$BEGIN EXECUTE 'SET LOCAL work_mem = 1'; END$$",
     "DO $$BEGIN CREATE TEMP TABLE t (a int) ON COMMIT DROP; END$$",
+    "DO $$DECLARE r t[]; BEGIN RAISE NOTICE 'SET work_mem = 1'; END$$",
     "SELECT 1 -- note\r; SELECT 2",
 ]
 
