@@ -125,7 +125,10 @@ def _parse(sql: str) -> tuple[str, dict[str, Any], _Context] | None:
 
 def sql_candidates(sql: str) -> list[Candidate]:
     """Every candidate finding of `sql`, statement by statement."""
-    parsed = _parse(sql)
+    try:
+        parsed = _parse(sql)
+    except UnicodeEncodeError:
+        return []  # a lone surrogate: psycopg cannot send it to the server either
     return [] if parsed is None else list(_tree_candidates(*parsed))
 
 

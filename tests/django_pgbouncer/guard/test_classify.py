@@ -340,6 +340,11 @@ def test_bound_parameters(sql, params, many, harmful):
     assert (finding is not None) is harmful
 
 
+def test_text_that_cannot_be_encoded_is_no_finding():
+    # psycopg refuses to send it: the query fails before it reaches the server.
+    assert session_state_find("SET x.y = '\ud800'") is None
+
+
 def test_rows_from_a_generator_are_left_for_executemany():
     rows = iter([["1", True]])
     assert session_state_find("SELECT set_config('a', %s, %s)", params=rows, many=True)
