@@ -17,9 +17,11 @@ keeps them in results/guard_cost.md; alone it prints them and writes nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import timeit
@@ -42,6 +44,7 @@ SITE_QUERIES = {
     "session (hazard)": "SET statement_timeout = 5000",
 }
 _CALLS = 20000
+_MEASURED = ("django_pgbouncer/guard", "bench/guard_cost.py")
 
 
 def _fresh(sql: str, count: int) -> list[str]:
@@ -81,7 +84,7 @@ def first_read_us() -> dict[str, float]:
 
     out = {}
     for name, sql in SITE_QUERIES.items():
-        runs = timeit.repeat(lambda sql=sql: once(sql), number=200, repeat=5)
+        runs = timeit.repeat(functools.partial(once, sql), number=200, repeat=5)
         out[name] = min(runs) / 200 * 1e6
     return out
 
@@ -191,16 +194,35 @@ def lines_render(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def result_write(result: dict[str, Any], argv: list[str]) -> None:
-    from .stackinfo import machine_describe, source_describe
+def _source() -> str:
+    """The commit, and whether the guard's code and this file were as committed
+    (other files may change while the guard is measured)."""
+    from devstack.stack import PROJECT_DIR
+
+    def git(*args: str) -> str:
+        argv = ["git", "-C", str(PROJECT_DIR), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--", *_MEASURED)
+    state = "with uncommitted changes" if changed else "as committed"
+    return f"commit {commit}, the guard's code {state}"
+
+
+def result_write(result: dict[str, Any], argv: list[str], load: float) -> None:
+    from .stackinfo import machine_describe
 
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join([".venv/bin/python -m bench.guard_cost", *argv])
     head = [
         "# The runtime guard's cost (bench.guard_cost)",
         "",
-        f"Run: `.venv/bin/python -m bench.guard_cost {' '.join(argv)}`".rstrip()
-        + f" on {date}; commit {source_describe()}; {machine_describe()}; "
-        f"Python {sys.version.split()[0]}.",
+        f"Run: `{command}` on {date}; {_source()}; {machine_describe()}; "
+        f"Python {sys.version.split()[0]}; PostgreSQL and PgBouncer (transaction "
+        f"mode) from devstack.ephemeral. Load average at the start: {load:.2f} "
+        "(other work on the machine slows both the guard and the query; the "
+        "share compares the two from the same run).",
         "",
     ]
     data = json.dumps(result, sort_keys=True)
@@ -224,6 +246,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     parser.add_argument("--write", action="store_true", help=f"into {RESULT.name}")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     result = {
         "classifier_ns": classifier_ns(),
         "first_read_us": first_read_us(),
@@ -234,7 +257,7 @@ def main() -> int:
         return 0
     print("\n".join(lines_render(result)))
     if args.write:
-        result_write(result, sys.argv[1:])
+        result_write(result, sys.argv[1:], load)
     return 0
 
 
