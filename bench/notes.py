@@ -44,8 +44,14 @@ RUNNING = [
     "The faults and what must hold are devstack.faults's, which tests/faults "
     "asserts on.",
     "- `.venv/bin/python -m bench.readme`: this file again, from the result files.",
-    "- `.venv/bin/python -m bench.guard_cost` (the guard alone) and "
-    "`.venv/bin/python -m bench.profile_web` (py-spy on one configuration).",
+    "- `.venv/bin/python -m bench.guard_cost --write`: the runtime guard alone "
+    "(the classifier on the site's queries, a first reading by the parser, the "
+    "execute wrapper, and a query through PgBouncer with the guard on and off), "
+    "and the guard's share of a query through PgBouncer; into "
+    "`results/guard_cost.md`, with the command, date, commit and machine of the "
+    "run (without `--write` it prints the table and writes nothing). "
+    "docs/guard.md quotes that file.",
+    "- `.venv/bin/python -m bench.profile_web` (py-spy on one configuration).",
     "",
     "Each run starts a private PostgreSQL and PgBouncer (devstack.ephemeral) on "
     "free loopback ports and deletes them after.",
