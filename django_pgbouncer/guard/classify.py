@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .hazards import HAZARDS, Finding
-from .statements import Candidate, sql_candidates
+from .statements import TRUE_WORDS, Candidate, sql_candidates
 
 __all__ = ["session_state_find", "statement_candidates", "worth_parsing"]
 
@@ -44,7 +44,6 @@ _TRIGGERS = (
 _DO = re.compile(r"\bdo\b")
 # Django's SQL is short and repeats; a long string is read each time, not kept.
 _CACHED_LENGTH = 8192
-_TRUE = frozenset({"true", "t", "on", "yes", "y", "1"})
 
 
 def worth_parsing(sql: str) -> bool:
@@ -76,7 +75,7 @@ def _bound_true(params: Any, key: int | str) -> bool:
         value = params[key]
     except (IndexError, KeyError, TypeError):
         return False
-    return value is True or (isinstance(value, str) and value.lower() in _TRUE)
+    return value is True or (isinstance(value, str) and value.lower() in TRUE_WORDS)
 
 
 def _safe(

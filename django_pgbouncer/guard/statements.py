@@ -40,7 +40,9 @@ ADVISORY_SESSION = frozenset(
         "pg_advisory_unlock_all",
     }
 )
-_TRUE = frozenset({"true", "t", "on", "yes", "y", "1"})
+# A string PostgreSQL reads as boolean true. It takes prefixes too ('tr'): those
+# read as not true here, a false alarm at worst, never a miss.
+TRUE_WORDS = frozenset({"true", "t", "on", "yes", "y", "1"})
 _CURSOR_OPT_HOLD = 0x0020  # parsenodes.h
 _BEGIN = frozenset({"TRANS_STMT_BEGIN", "TRANS_STMT_START"})
 _END = frozenset({"TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE"})
@@ -296,7 +298,7 @@ def _truth(node: dict[str, Any], context: _Context) -> bool | int | str | None:
     if "boolval" in const:
         return bool(const["boolval"].get("boolval"))
     value = const.get("sval", {}).get("sval", const.get("ival", {}).get("ival", 0))
-    return str(value).lower() in _TRUE
+    return str(value).lower() in TRUE_WORDS
 
 
 def _call(node: dict[str, Any], context: _Context) -> Iterator[Candidate]:
