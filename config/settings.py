@@ -185,6 +185,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 # Django's debug page and the report mailed to ADMINS, without a credential: its own
 # filter shows DATABASE_URL and the other URLs with their passwords.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "django_pgbouncer.reporting.SecretReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "django_pgbouncer.reporting.SecretExceptionReporter"
 
 LOGGING = {
     "version": 1,

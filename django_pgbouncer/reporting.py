@@ -15,8 +15,12 @@ the settings, in `request.META` and in every frame's local variables:
   rules above in the settings or the process environment (at least
   `MIN_SECRET_LENGTH` characters: masking every "pw" would garble the page).
 
-Use it with `DEFAULT_EXCEPTION_REPORTER_FILTER =
-"django_pgbouncer.reporting.SecretReporterFilter"`.
+`SecretExceptionReporter` masks the same in the exception's message and in the
+messages of its causes, which a library may have written a URL into.
+
+Use them with `DEFAULT_EXCEPTION_REPORTER_FILTER =
+"django_pgbouncer.reporting.SecretReporterFilter"` and `DEFAULT_EXCEPTION_REPORTER =
+"django_pgbouncer.reporting.SecretExceptionReporter"`.
 """
 
 from __future__ import annotations
@@ -30,12 +34,21 @@ from typing import Any
 from urllib.parse import unquote
 
 from django.http import HttpRequest
-from django.views.debug import CallableSettingWrapper, SafeExceptionReporterFilter
+from django.views.debug import (
+    CallableSettingWrapper,
+    ExceptionReporter,
+    SafeExceptionReporterFilter,
+)
 
 from .conf import settings_all
 from .errors import redact
 
-__all__ = ["MIN_SECRET_LENGTH", "SecretReporterFilter", "secrets_collect"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "SecretExceptionReporter",
+    "SecretReporterFilter",
+    "secrets_collect",
+]
 
 MIN_SECRET_LENGTH = 6
 HIDDEN_NAMES = re.compile(
@@ -107,6 +120,10 @@ class SecretReporterFilter(SafeExceptionReporterFilter):
 
     hidden_settings = HIDDEN_NAMES
 
+    def secrets(self) -> frozenset[str]:
+        """The secrets to mask wherever they appear, as of now."""
+        return self._seen(settings_all())[0]
+
     def _seen(self, values: dict[str, Any]) -> tuple[frozenset[str], str]:
         """The secrets among the settings and the environment, and the session
         cookie's name (Django hides that cookie too). Read at each report, never
@@ -175,3 +192,22 @@ class SecretReporterFilter(SafeExceptionReporterFilter):
             (name, _Shown(self.cleanse(name, value, secrets, cookie), secrets))
             for name, value in super().get_traceback_frame_variables(request, tb_frame)
         ]
+
+
+class SecretExceptionReporter(ExceptionReporter):
+    """Django's reporter, with credentials masked in the exception's message and
+    in its causes' (the frames, settings and request go through the filter)."""
+
+    def get_traceback_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().get_traceback_data()
+        secrets = (
+            self.filter.secrets()
+            if isinstance(self.filter, SecretReporterFilter)
+            else secrets_collect([*settings_all().items(), *os.environ.items()])
+        )
+        if "exception_value" in data:
+            data["exception_value"] = _text_redact(data["exception_value"], secrets)
+        for frame in data.get("frames", []):
+            if frame.get("exc_cause") is not None:
+                frame["exc_cause"] = _text_redact(str(frame["exc_cause"]), secrets)
+        return data

@@ -45,7 +45,19 @@ def failing_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(f"the view failed with {len(url + dsn)} and {len(conninfo)}")
 
 
-urlpatterns = [path("fail", failing_view)]
+def failing_with_the_url_in_its_message(request: HttpRequest) -> HttpResponse:
+    # A library's error that quotes what it was given, as some do.
+    url = django_settings.DIRECT_DATABASE_URL
+    try:
+        raise ValueError(f"cannot parse {url}")
+    except ValueError as error:
+        raise RuntimeError(f"the view failed on {url}") from error
+
+
+urlpatterns = [
+    path("fail", failing_view),
+    path("fail-message", failing_with_the_url_in_its_message),
+]
 
 
 @pytest.fixture
@@ -108,9 +120,24 @@ def test_the_mailed_report_shows_no_credential(settings, credentials):
     assert leaks(report) == []
 
 
-def test_the_filter_is_the_sites(settings):
+@pytest.mark.parametrize("debug", [True, False], ids=["debug-page", "mailed-report"])
+def test_an_exception_message_shows_no_credential(settings, credentials, debug):
+    settings.DEBUG = debug
+    settings.ADMINS = [("Operators", "ops@example.com")]
+    response = Client(raise_request_exception=False).get("/fail-message")
+    assert response.status_code == 500
+    text = response.content.decode() if debug else str(mail.outbox[0].body)
+    assert "the view failed on postgres://app:" in text
+    assert "cannot parse postgres://app:" in text  # the cause, shown too
+    assert leaks(text) == []
+
+
+def test_the_filter_and_the_reporter_are_the_sites(settings):
     assert django_settings.DEFAULT_EXCEPTION_REPORTER_FILTER == (
         "django_pgbouncer.reporting.SecretReporterFilter"
+    )
+    assert django_settings.DEFAULT_EXCEPTION_REPORTER == (
+        "django_pgbouncer.reporting.SecretExceptionReporter"
     )
 
 
