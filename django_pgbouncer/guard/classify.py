@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .hazards import HAZARDS, Finding
@@ -95,7 +95,7 @@ def session_state_find(
     sql: str,
     *,
     in_transaction: bool = False,
-    params: Sequence[Any] | Mapping[str, Any] | None = None,
+    params: Any = None,
     many: bool = False,
 ) -> Finding | None:
     """The first session-state hazard in `sql`, or None when it leaves none.

@@ -129,7 +129,10 @@ HARMFUL = [
         "advisory_lock",
     ),
     ("DO $$DECLARE r t[]; BEGIN PERFORM setseed(0); END$$", "random_seed"),
-    ("DO $$DECLARE r t[]; n int; BEGIN n := pg_advisory_lock(1); END$$", "advisory_lock"),
+    (
+        "DO $$DECLARE r t[]; n int; BEGIN n := pg_advisory_lock(1); END$$",
+        "advisory_lock",
+    ),
     ("DO $$BEGIN EXECUTE $q$LISTEN ch$q$::text; END$$", "listen"),
     ("DO $$BEGIN IF pg_try_advisory_lock(1) THEN NULL; END IF; END$$", "advisory_lock"),
     ("DO $$DECLARE n int := setseed(0); BEGIN NULL; END$$", "random_seed"),
