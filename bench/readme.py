@@ -197,6 +197,27 @@ def faults_section() -> list[str]:
     ]
 
 
+def guard_cost_section() -> list[str]:
+    """bench.guard_cost's share of a query, from its result file's list."""
+    path = RESULTS / "guard_cost.md"
+    if not path.exists():
+        return []
+    text = path.read_text()
+    run = next(line for line in text.splitlines() if line.startswith("Run:"))
+    shares = [line for line in text.splitlines() if line.startswith("- ")]
+    return [
+        "## The runtime guard's cost: results/guard_cost.md",
+        "",
+        run,
+        "",
+        "The guard's share of a query through PgBouncer (its execute wrapper over "
+        "the median query with the guard off):",
+        "",
+        *shares,
+        "",
+    ]
+
+
 def history_names() -> list[str]:
     """Web result files other than the latest run, oldest first; quick runs and
     partial ones are never committed, and the faults' file has its own section."""
@@ -235,6 +256,7 @@ def readme_render() -> str:
         *latest_section(data, cells),
         "",
         *faults_section(),
+        *guard_cost_section(),
         "## History: older result files",
         "",
         "Kept for what they showed when the defaults were chosen; their conditions "
