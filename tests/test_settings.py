@@ -96,16 +96,33 @@ def env_example_value(name):
     raise AssertionError(f".env.example does not set {name}")
 
 
+def test_the_env_example_secret_key_is_refused():
+    """Whatever `.env.example` says: a deployment that copied it unedited must not
+    start."""
+    key = env_example_value("DJANGO_SECRET_KEY")
+    result = manage("check", **{**PRODUCTION, "DJANGO_SECRET_KEY": key})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY: " in result.stderr
+    assert not key or key not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "key",
     [
-        env_example_value("DJANGO_SECRET_KEY"),
+        "CHANGE-ME-to-a-long-random-value-this-placeholder-is-public",
         "CHANGE-ME-to-a-long-random-value-0123456789-abcdefghijklmnop",
         "replace_me_with_the_output_of_token_urlsafe_0123456789abcdef",
         "your-secret-key-goes-here-0123456789-abcdefghijklmnopqrstuvw",
         "an-example-key-for-the-docs-0123456789-abcdefghijklmnopqrstu",
     ],
-    ids=["env-example", "change-me", "replace-me", "your-secret-key", "example"],
+    ids=[
+        "change-me-as-written",
+        "change-me",
+        "replace-me",
+        "your-secret-key",
+        "example",
+    ],
 )
 def test_a_placeholder_secret_key_is_refused(key):
     assert len(key) >= 50  # long and varied: Django's own bar would pass it
