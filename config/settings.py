@@ -16,7 +16,10 @@ from .env import env_bool, env_int, env_list, env_str, web_processes, web_thread
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a deployment that forgets the variable shows no debug page
+# and, without a generated secret key, does not start. The tests set it to 1;
+# `make run` hands the site 0, a generated key and its hosts.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 
 # Marks of a key copied from an example instead of generated (compared without
 # case or separators): a 50-character placeholder passes Django's own bar.
@@ -45,7 +48,7 @@ else:
     if problem := _secret_key_problem(SECRET_KEY):
         raise ConfigError(
             "DJANGO_SECRET_KEY",
-            f"{problem}, and DJANGO_DEBUG is off",
+            f"{problem}, and DJANGO_DEBUG is off (its default)",
             "set it to a long random value, e.g. the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; "
             "on a development machine, DJANGO_DEBUG=1 instead",
@@ -53,7 +56,7 @@ else:
     if not ALLOWED_HOSTS:
         raise ConfigError(
             "DJANGO_ALLOWED_HOSTS",
-            "is empty, and DJANGO_DEBUG is off",
+            "is empty, and DJANGO_DEBUG is off (its default)",
             "set it to the comma-separated host names the site answers to; "
             "on a development machine, DJANGO_DEBUG=1 instead",
         )

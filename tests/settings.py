@@ -7,6 +7,9 @@ exist before that.
 
 import os
 
+# Development mode, as before the default turned off: the development key and
+# hosts, the guard raising. Subprocesses of the tests inherit it.
+os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("DATABASE_URL", "postgres://app:unset@127.0.0.1:9/app")
 os.environ.setdefault("DIRECT_DATABASE_URL", "postgres://app:unset@127.0.0.1:9/app")
 

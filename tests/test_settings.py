@@ -134,6 +134,28 @@ def test_a_placeholder_secret_key_is_refused(key):
     assert "Traceback" not in result.stderr
 
 
+def test_a_deployment_that_forgets_django_debug_runs_without_debug():
+    env = {k: v for k, v in PRODUCTION.items() if k != "DJANGO_DEBUG"}
+    result = manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", **env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"
+
+
+def test_without_django_debug_and_a_key_the_site_refuses_to_start():
+    env = {
+        k: v
+        for k, v in PRODUCTION.items()
+        if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY")
+    }
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY: is unset" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr  # the fix
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("DJANGO_DEBUG", "maybe"), ("CONN_MAX_AGE", "forever"), ("POOL_MODE", "fast")],
