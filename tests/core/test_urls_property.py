@@ -204,7 +204,8 @@ def _requests(draw: st.DrawFn, host: bytes, session: bytes) -> Request:
     # One request in six is hostile: raw bytes in the target, control bytes in
     # headers. gunicorn refuses those itself (400); the others reach the views.
     hostile = draw(st.integers(0, 5)) == 5
-    site, admin = [], []
+    site: list[st.SearchStrategy[str]] = []
+    admin: list[st.SearchStrategy[str]] = []
     for regex in _url_regexes():
         (admin if regex.startswith("admin/") else site).append(_path_from(regex))
     # The site's own URLs as often as the admin's many; unknown paths too.
