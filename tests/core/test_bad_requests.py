@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import Any
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
@@ -30,9 +31,12 @@ def wsgi_status(*, host: str, content_type: str, body: bytes = b"") -> int:
         "wsgi.errors": sys.stderr,
     }
     statuses: list[str] = []
-    response = WSGIHandler()(
-        environ, lambda status, headers, *_: statuses.append(status)
-    )
+
+    def start_response(status: str, headers: object, *_: object) -> Any:
+        statuses.append(status)
+        return lambda data: None
+
+    response = WSGIHandler()(environ, start_response)
     response.close()
     return int(statuses[0].split()[0])
 
