@@ -46,12 +46,22 @@ def _manage(*args: str, env: Mapping[str, str]) -> str:
 
 
 def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
-    """The connection URLs for psql, `make manage` and the maintenance command
-    (0600: they hold passwords). The site's environment has all but the last."""
+    """The connection URLs for psql, `make manage` and the maintenance command,
+    and the site's Django variables, so that a manage.py command runs with the
+    site's settings (0600: they hold passwords and the secret key). The site's
+    environment has all but the last line."""
     path = stack.settings.root / "stack.env"
     lines = [f"WEB_URL={stack.web_url}"] + [
         f"{key}={env[key]}"
-        for key in ("DATABASE_URL", "DIRECT_DATABASE_URL", "PGBOUNCER_ADMIN_URL")
+        for key in (
+            "DATABASE_URL",
+            "DIRECT_DATABASE_URL",
+            "PGBOUNCER_ADMIN_URL",
+            "DJANGO_DEBUG",
+            "DJANGO_HTTPS",
+            "DJANGO_SECRET_KEY",
+            "DJANGO_ALLOWED_HOSTS",
+        )
     ]
     lines.append(f"{MAINTENANCE_VARIABLE}={stack.maintenance_console_url.url()}")
     private_file_write(path, "\n".join(lines) + "\n")

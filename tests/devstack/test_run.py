@@ -57,6 +57,10 @@ def test_run_serves_stops_and_keeps_data(ports, scratch):
             "DIRECT_DATABASE_URL",
             "PGBOUNCER_ADMIN_URL",
             "PGBOUNCER_MAINTENANCE_URL",
+            "DJANGO_DEBUG",
+            "DJANGO_HTTPS",
+            "DJANGO_SECRET_KEY",
+            "DJANGO_ALLOWED_HOSTS",
         }
         assert f":{ports['DEVSTACK_PGBOUNCER_PORT']}/app" in stack_env["DATABASE_URL"]
         assert oct((root / "stack.env").stat().st_mode & 0o777) == "0o600"

@@ -156,6 +156,10 @@ def maintenance_start(
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "PYTHONUNBUFFERED": "1",
         "PGBOUNCER_MAINTENANCE_URL": (url or maintenance_url(stack)).url(),
+        # What an operator's shell that sourced stack.env has: DJANGO_DEBUG is off
+        # unless set, and then the settings want a key and hosts.
+        "DJANGO_SECRET_KEY": stack.secrets["django_secret_key"],
+        "DJANGO_ALLOWED_HOSTS": "localhost",
     }
     process = subprocess.Popen(
         [
