@@ -193,7 +193,7 @@ def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
         return url, "POSTGRES_DATABASE_URL", "POSTGRES_DATABASE_URL"
     if env.get("DB_HOST", "").strip():  # the image's other spelling
         port = port_parse("DB_PORT", env.get("DB_PORT", "") or "5432")
-        user = line_check("DB_USER", env.get("DB_USER", "postgres"), what="user")
+        user = _user_check("DB_USER", env.get("DB_USER", "postgres"))
         url = PostgresURL(
             user=user,
             password=password_check("DB_PASSWORD", env.get("DB_PASSWORD", "")),
@@ -208,6 +208,19 @@ def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
         "set POSTGRES_DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/NAME "
         "(the server itself, not PgBouncer)",
     )
+
+
+def _user_check(variable: str, name: str) -> str:
+    """A user name that fits a line of userlist.txt and PgBouncer's buffer."""
+    line_check(variable, name, what="user")
+    if len(name.encode()) > USER_BYTES_MAX:
+        raise ConfigError(
+            variable,
+            f"the user name is {len(name.encode())} bytes long, and PgBouncer "
+            f"refuses userlist.txt with one over {USER_BYTES_MAX}",
+            "use a shorter role name",
+        )
+    return name
 
 
 def _users_from_env(
@@ -229,13 +242,7 @@ def _users_from_env(
         users[user.user] = user.password
         blame[user.user] = "PGBOUNCER_MAINTENANCE_URL"
     for name, password in users.items():
-        if len(name.encode()) > USER_BYTES_MAX:
-            raise ConfigError(
-                blame[name],
-                f"the user name is {len(name.encode())} bytes long, and PgBouncer "
-                f"refuses userlist.txt with one over {USER_BYTES_MAX}",
-                "use a shorter role name",
-            )
+        _user_check(blame[name], name)
         if not password:
             raise ConfigError(
                 blame[name],
