@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 Version = tuple[int, int]
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 # PgBouncer 1.18 keeps names in fixed buffers with their NUL (MAX_DBNAME 64,
 # MAX_USERNAME 128): a longer database name stops it at start; a longer user
 # name in userlist.txt stops it loading the file ("username too long").
@@ -65,7 +65,7 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 
 def _names(variable: str, value: str) -> str:
     names = [n.strip() for n in value.split(",") if n.strip()]
-    bad = [n for n in names if not _NAME.match(n)]
+    bad = [n for n in names if not _NAME.fullmatch(n)]
     if bad:
         raise ConfigError(
             variable,
@@ -276,11 +276,11 @@ def pgbouncer_config_from_env(
 ) -> PgBouncerConfig:
     """Validate the environment into a config for PgBouncer `version`."""
     upstream, name_variable, password_variable = _upstream_from_env(env)
-    if not _NAME.match(upstream.name) or len(upstream.name) > DBNAME_BYTES_MAX:
+    if not _NAME.fullmatch(upstream.name) or len(upstream.name) > DBNAME_BYTES_MAX:
         raise ConfigError(
             name_variable,
             f"the database name {upstream.name!r} has characters PgBouncer's "
-            f"configuration cannot hold, or more than {DBNAME_BYTES_MAX}",
+            f"configuration cannot hold, or more than {DBNAME_BYTES_MAX} of them",
             f"use a database name of 1 to {DBNAME_BYTES_MAX} letters, digits, _ . -",
         )
     rendered: list[tuple[str, str]] = []
