@@ -35,6 +35,8 @@ __all__ = [
 # Probes come every few seconds (Kubernetes' default period is 10 s); a second of
 # staleness costs them nothing.
 CACHE_SECONDS = 1.0
+# How long the query may wait before the pool is looked at for the reason.
+LOOK_AFTER_SECONDS = 0.75
 
 
 class ReadyStatus(StrEnum):
@@ -82,32 +84,46 @@ class Readiness:
         }
 
 
-def _query_probe(conninfo: dict[str, Any], timeout: float) -> tuple[str, bool]:
-    """("ok", True), or (error, whether PgBouncer itself answered)."""
-    result: list[tuple[str, bool]] = []
+class _QueryProbe:
+    """One query through PgBouncer, in a thread of its own so that the pool can be
+    looked at while it waits. Its answer: ("ok", True), or (error, whether
+    PgBouncer itself answered)."""
 
-    def probe() -> None:
-        try:
-            with psycopg.connect(
-                **conninfo, autocommit=True, connect_timeout=max(1, int(timeout))
-            ) as conn:
-                conn.execute("SELECT 1")
-            result.append(("ok", True))
-        except psycopg.Error as error:
-            text = redact(
-                " ".join(str(error).split()), [str(conninfo.get("password") or "")]
-            )
-            answered = (
-                error.sqlstate is not None or "FATAL:" in text or ("ERROR:" in text)
-            )
-            result.append((text, answered))
+    def __init__(self, conninfo: dict[str, Any], timeout: float) -> None:
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout + 1
+        self.result: list[tuple[str, bool]] = []
+        # A query waiting for a server connection has no client-side timeout in
+        # psycopg; the probe gives up on it instead (the thread ends on its own).
+        self.worker = threading.Thread(target=self._run, args=(conninfo,), daemon=True)
+        self.worker.start()
 
-    # A query waiting for a server connection has no client-side timeout in
-    # psycopg; the probe gives up on it instead (the thread ends on its own).
-    worker = threading.Thread(target=probe, daemon=True)
-    worker.start()
-    worker.join(timeout + 1)
-    return result[0] if result else (f"no answer within {timeout:.0f} s", True)
+    def _run(self, conninfo: dict[str, Any]) -> None:
+        self.result.append(_query_once(conninfo, self.timeout))
+
+    def answered(self, within: float) -> bool:
+        self.worker.join(max(0.0, min(within, self.deadline - time.monotonic())))
+        return bool(self.result)
+
+    def answer(self) -> tuple[str, bool]:
+        if self.answered(self.deadline - time.monotonic()):
+            return self.result[0]
+        return (f"no answer within {self.timeout:.0f} s", True)
+
+
+def _query_once(conninfo: dict[str, Any], timeout: float) -> tuple[str, bool]:
+    try:
+        with psycopg.connect(
+            **conninfo, autocommit=True, connect_timeout=max(1, int(timeout))
+        ) as conn:
+            conn.execute("SELECT 1")
+        return ("ok", True)
+    except psycopg.Error as error:
+        text = redact(
+            " ".join(str(error).split()), [str(conninfo.get("password") or "")]
+        )
+        answered = error.sqlstate is not None or "FATAL:" in text or "ERROR:" in text
+        return (text, answered)
 
 
 def _saturated(state: PoolState, wait_threshold: float) -> bool:
@@ -119,6 +135,18 @@ def _saturated(state: PoolState, wait_threshold: float) -> bool:
     )
 
 
+def _servers_missing(state: PoolState) -> bool:
+    # Looked at once the probe has waited LOOK_AFTER_SECONDS: clients wait and the
+    # pool has no server connection at all, so PgBouncer cannot log in to
+    # PostgreSQL (down, restarting, refusing). A login to a live server takes
+    # milliseconds, so this is no false alarm. (1.18's SHOW POOLS says maxwait 0
+    # for a client waiting on the pool's first login: it cannot tell this.)
+    return any(
+        p.clients_waiting and p.servers_active + p.servers_idle + p.servers_used == 0
+        for p in state.pools
+    )
+
+
 def readiness_check(
     *,
     conninfo: dict[str, Any],
@@ -126,9 +154,15 @@ def readiness_check(
     timeout: float = 2.0,
     wait_threshold: float = WAIT_THRESHOLD_SECONDS,
 ) -> Readiness:
-    """`conninfo`: psycopg.connect() arguments for the pooled database."""
-    query, answered = _query_probe(conninfo, timeout)
+    """`conninfo`: psycopg.connect() arguments for the pooled database.
+
+    The pool is looked at while the query still waits, if it waits: a
+    PostgreSQL that is back before the query's timeout (a restart, a crash
+    restarted at once) would otherwise pass for a slow "ready"."""
+    probe = _QueryProbe(conninfo, timeout)
+    waited = not probe.answered(within=LOOK_AFTER_SECONDS)
     state = pool_state(admin_url, wait_threshold=wait_threshold)
+    query, answered = probe.answer()
     console = (
         "ok"
         if state.reachable
@@ -137,6 +171,8 @@ def readiness_check(
     pools = [asdict(p) for p in state.pools]
     if state.reachable and _saturated(state, wait_threshold):
         status = ReadyStatus.POOL_SATURATED
+    elif waited and state.reachable and _servers_missing(state):
+        status = ReadyStatus.POSTGRES_UNREACHABLE
     elif query == "ok":
         status = ReadyStatus.READY
     elif "query_wait_timeout" in query or "max_client_conn" in query:

@@ -2,6 +2,8 @@
 stack whose PostgreSQL, then PgBouncer, the test stops."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,10 +14,14 @@ import urllib.request
 import psycopg
 import pytest
 
-from devstack.ephemeral import ephemeral_stack
+from devstack.ephemeral import ephemeral_pgbouncer, ephemeral_stack
 from devstack.process import Account
-from devstack.stack import PROJECT_DIR, web_child
-from django_pgbouncer.observe.readiness import CACHE_SECONDS
+from devstack.stack import PROJECT_DIR, STATS_CONSOLE_USER, web_child
+from django_pgbouncer.observe.readiness import (
+    CACHE_SECONDS,
+    ReadyStatus,
+    readiness_check,
+)
 from tests.fixtures.stack import web_env
 
 pytestmark = pytest.mark.servers
@@ -144,3 +150,37 @@ def test_not_configured_is_a_state_not_an_error(stack, django_db_setup):
     code, report, _ = status_command(stack, without=["PGBOUNCER_ADMIN_URL"])
     assert code == 0
     assert (report["status"], report["console"]) == ("ready", "not configured")
+
+
+def test_an_outage_shorter_than_the_probe_is_seen(stack):
+    """PostgreSQL stopped (SIGSTOP: logins hang) for less than the query's
+    timeout: the query then succeeds, late, but PgBouncer's pool showed a client
+    waiting with no server connection, and that is the answer."""
+    variables = {
+        "PGBOUNCER_ADMIN_URL": stack.admin_console_url.url(),
+        "STATS_USERS": STATS_CONSOLE_USER,
+    }
+    # A PgBouncer of its own: no server connection yet, the query needs a login.
+    with ephemeral_pgbouncer(stack, "test-short-outage-", variables=variables) as pgb:
+        port = pgb.config.port
+        url = stack.pooled_url.with_(port=port)
+        conninfo = {
+            "host": url.host,
+            "port": url.port,
+            "user": url.user,
+            "password": url.password,
+            "dbname": url.name,
+        }
+        admin_url = stack.admin_console_url.with_(port=port).url()
+        postmaster = stack.postgres.child.pid
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            timer = threading.Timer(1.5, os.kill, (postmaster, signal.SIGCONT))
+            timer.start()
+            readiness = readiness_check(conninfo=conninfo, admin_url=admin_url)
+        finally:
+            timer.join()
+            os.kill(postmaster, signal.SIGCONT)
+        assert readiness.query == "ok"  # it came back within the timeout
+        assert readiness.status == ReadyStatus.POSTGRES_UNREACHABLE
+        assert readiness_check(conninfo=conninfo, admin_url=admin_url).ready
