@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 
+# The handler closes database connections at the end of each request.
+pytestmark = [pytest.mark.servers, pytest.mark.django_db]
+
 CSRF_COOKIE = "csrftoken=" + "a" * 32
 
 
@@ -56,6 +59,21 @@ MANY_FIELDS = b"&".join(b"f%d=1" % i for i in range(1100))
 )
 def test_an_unreadable_form_is_400_whatever_the_host(host, content_type, body):
     assert wsgi_status(host=host, content_type=content_type, body=body) == 400
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"title=a%00b"),
+        (
+            "multipart/form-data; boundary=x",
+            b'--x\r\nContent-Disposition: form-data; name="t"\r\n\r\na\0b\r\n--x--\r\n',
+        ),
+    ],
+    ids=["urlencoded", "multipart"],
+)
+def test_a_nul_in_a_form_is_400(content_type, body):
+    assert wsgi_status(host="127.0.0.1", content_type=content_type, body=body) == 400
 
 
 def test_a_readable_form_without_a_csrf_token_is_403():
