@@ -328,6 +328,14 @@ def test_no_url_answers_a_server_error(web: str, staff_cookie: bytes) -> None:
     @example(
         request=Request(b"GET", b"/?page=99999999999999999999", ((b"Host", host),), b"")
     )
+    @example(  # found by this test: a NUL reached PostgreSQL through a filter
+        request=Request(
+            b"GET",
+            b"/admin/auth/group/?name=%00",
+            ((b"Host", host), (b"Cookie", staff_cookie)),
+            b"",
+        )
+    )
     @example(  # found by this test: Django's 400 page read the form and failed
         request=Request(
             b"POST",
