@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 import dj_database_url
 
@@ -115,12 +115,8 @@ def _decode(variable: str, what: str, text: str, *, line: bool = True) -> str:
     return line_check(variable, decoded, what=what) if line else decoded
 
 
-def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
-    """Parse and validate `value`; errors name `variable` and never echo the URL.
-
-    The decoded user, host and database name hold no control character: each goes
-    into PgBouncer's line-based files, and a `%0A` in one would end a line there.
-    """
+def _url_split(value: str, variable: str) -> tuple[SplitResult, int]:
+    """The URL's parts and port, each checked before anything is decoded."""
     if not value.strip():
         raise ConfigError(variable, "is empty", _ENCODE_HINT)
     if any(ch in value for ch in "\r\n\0"):
@@ -139,32 +135,37 @@ def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
     try:
         port = parts.port
     except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
         raise ConfigError(
             variable,
             "the port is not a number from 1 to 65535 (a password holding ':', "
             "'/', '#' or '?' that is not percent-encoded also looks like this)",
             _ENCODE_HINT,
-        ) from None
+        )
+    return parts, port or 5432
+
+
+def postgres_url_parse(value: str, *, variable: str) -> PostgresURL:
+    """Parse and validate `value`; errors name `variable` and never echo the URL.
+
+    The decoded user, host and database name hold no control character: each goes
+    into PgBouncer's line-based files, and a `%0A` in one would end a line there.
+    """
+    parts, port = _url_split(value, variable)
     if not parts.hostname:
         raise ConfigError(variable, "has no host", _ENCODE_HINT)
     if not parts.username:
         raise ConfigError(variable, "has no user name", _ENCODE_HINT)
-    if port == 0:
-        raise ConfigError(variable, "the port 0 is not a port number", _ENCODE_HINT)
-    name = unquote(parts.path.lstrip("/"))
-    if not name or "/" in name:
+    path = parts.path.lstrip("/")
+    if not unquote(path) or "/" in unquote(path):
         raise ConfigError(variable, "has no database name after the host", _ENCODE_HINT)
-    decoded = {
-        "user": _decode(variable, "user", parts.username),
-        "host": _decode(variable, "host", parts.hostname),
-        "database name": _decode(variable, "database name", parts.path.lstrip("/")),
-    }
     return PostgresURL(
-        user=decoded["user"],
+        user=_decode(variable, "user", parts.username),
         password=_decode(variable, "password", parts.password or "", line=False),
-        host=decoded["host"],
-        port=port or 5432,
-        name=decoded["database name"],
+        host=_decode(variable, "host", parts.hostname),
+        port=port,
+        name=_decode(variable, "database name", path),
         params=tuple(parse_qsl(parts.query)),
     )
 
