@@ -210,6 +210,17 @@ def _upstream_from_env(env: Mapping[str, str]) -> tuple[PostgresURL, str, str]:
     )
 
 
+def _dbname_check(variable: str, name: str) -> None:
+    """A database name fit to be a key of [databases] (PgBouncer's buffer)."""
+    if not _NAME.fullmatch(name) or len(name) > DBNAME_BYTES_MAX:
+        raise ConfigError(
+            variable,
+            f"the database name {name!r} has characters PgBouncer's "
+            f"configuration cannot hold, or more than {DBNAME_BYTES_MAX} of them",
+            f"use a database name of 1 to {DBNAME_BYTES_MAX} letters, digits, _ . -",
+        )
+
+
 def _user_check(variable: str, name: str) -> str:
     """A user name that fits a line of userlist.txt and PgBouncer's buffer."""
     line_check(variable, name, what="user")
@@ -276,13 +287,7 @@ def pgbouncer_config_from_env(
 ) -> PgBouncerConfig:
     """Validate the environment into a config for PgBouncer `version`."""
     upstream, name_variable, password_variable = _upstream_from_env(env)
-    if not _NAME.fullmatch(upstream.name) or len(upstream.name) > DBNAME_BYTES_MAX:
-        raise ConfigError(
-            name_variable,
-            f"the database name {upstream.name!r} has characters PgBouncer's "
-            f"configuration cannot hold, or more than {DBNAME_BYTES_MAX} of them",
-            f"use a database name of 1 to {DBNAME_BYTES_MAX} letters, digits, _ . -",
-        )
+    _dbname_check(name_variable, upstream.name)
     rendered: list[tuple[str, str]] = []
     for setting in SETTINGS:
         raw = env.get(setting.variable)
