@@ -1,6 +1,7 @@
 """gunicorn's settings, from the environment (`gunicorn -c config/gunicorn.py`)."""
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,29 +13,35 @@ from config.env import (
     web_processes,
     web_threads,
 )
+from django_pgbouncer.errors import ConfigError
 
-bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_port('WEB_PORT', 8000)}"
-# Threads share a process's memory, and each keeps one persistent connection to
-# PgBouncer (CONN_MAX_AGE); PgBouncer, not gunicorn, bounds PostgreSQL's backends.
-worker_class = "gthread"
-workers = web_processes()
-threads = web_threads()
-# PgBouncer's QUERY_WAIT_TIMEOUT (10 s) is shorter: a saturated pool answers 503
-# well before this.
-timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
-graceful_timeout = 20
-preload_app = True
-accesslog = env_str("GUNICORN_ACCESS_LOG") or None
-wsgi_app = "config.wsgi:application"
-# gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default and tells Django the
-# request came over HTTPS: any client of a proxy on this host could claim it. Only
-# behind a declared proxy (DJANGO_BEHIND_PROXY=1, as config/settings.py reads it),
-# from gunicorn's usual addresses or FORWARDED_ALLOW_IPS.
-forwarded_allow_ips = (
-    os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-    if env_bool("DJANGO_BEHIND_PROXY", False)
-    else ""
-)
+# A bad variable is one line naming it: gunicorn would print "Failed to read config
+# file" and a traceback for any exception but SystemExit.
+try:
+    bind = f"{env_str('WEB_HOST', '127.0.0.1')}:{env_port('WEB_PORT', 8000)}"
+    # Threads share a process's memory, and each keeps one persistent connection to
+    # PgBouncer (CONN_MAX_AGE); PgBouncer, not gunicorn, bounds PostgreSQL's backends.
+    worker_class = "gthread"
+    workers = web_processes()
+    threads = web_threads()
+    # PgBouncer's QUERY_WAIT_TIMEOUT (10 s) is shorter: a saturated pool answers 503
+    # well before this.
+    timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
+    graceful_timeout = 20
+    preload_app = True
+    accesslog = env_str("GUNICORN_ACCESS_LOG") or None
+    wsgi_app = "config.wsgi:application"
+    # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default and tells Django the
+    # request came over HTTPS: any client of a proxy on this host could claim it. Only
+    # behind a declared proxy (DJANGO_BEHIND_PROXY=1, as config/settings.py reads it),
+    # from gunicorn's usual addresses or FORWARDED_ALLOW_IPS.
+    forwarded_allow_ips = (
+        os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        if env_bool("DJANGO_BEHIND_PROXY", False)
+        else ""
+    )
+except ConfigError as error:
+    sys.exit(f"gunicorn: {error}")
 
 # Metrics add up across workers: prometheus_client keeps each process's counters in
 # this folder. Set before the app (and prometheus_client) is loaded.

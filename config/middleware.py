@@ -1,5 +1,7 @@
 """The site's middleware: django_pgbouncer's fault handling, fitted to this site."""
 
+from collections.abc import Callable
+
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import (
     HttpRequest,
@@ -12,7 +14,7 @@ from django.http.response import HttpResponseBase
 
 from django_pgbouncer.middleware import BackendLossMiddleware
 
-__all__ = ["SiteBackendLossMiddleware", "parameters_refused"]
+__all__ = ["ParametersMiddleware", "SiteBackendLossMiddleware", "parameters_refused"]
 
 
 def _holds_nul(params: QueryDict) -> bool:
@@ -51,17 +53,24 @@ def parameters_refused(request: HttpRequest) -> HttpResponseBadRequest | None:
     return None
 
 
+class ParametersMiddleware:
+    """parameters_refused() before anything else reads the request's form."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return parameters_refused(request) or self.get_response(request)
+
+
 class SiteBackendLossMiddleware(BackendLossMiddleware):
     """POST too: the site's only POST views are the admin's, which touch nothing
     outside the database before their first write. A POST whose connection broke
     before it wrote (a PgBouncer restart drops the query a client sent as the old
     process exits) then runs again instead of answering 503.
 
-    Parameters no view can use are refused first (parameters_refused), so a retry
-    reads the same form, and no error page is the first to read it. The site's
-    views set no upload handlers of their own, which reading first would forbid."""
+    ParametersMiddleware comes first, so a retry reads the form already read.
+    The site's views set no upload handlers of their own, which reading first
+    would forbid."""
 
     retry_methods = frozenset({"GET", "HEAD", "POST"})
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        return parameters_refused(request) or super().__call__(request)

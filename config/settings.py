@@ -77,6 +77,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A form that cannot be read, or a NUL in a parameter: 400 before anything
+    # reads them (config/middleware.py says why).
+    "config.middleware.ParametersMiddleware",
     # Early, so a retry re-runs every middleware that reads the database
     # (django_pgbouncer/middleware.py says why): a lost backend costs a request
     # that had not written nothing; other database faults answer 503 with

@@ -26,14 +26,17 @@ SUPERUSER = "postgres"
 RESTART_SECONDS = 20.0
 
 
+def _major_of_bin(path: str) -> int:
+    """15 for /usr/lib/postgresql/15/bin/postgres; 0 for a folder not a number."""
+    name = Path(path).parts[-3]
+    return int(name) if name.isascii() and name.isdigit() else 0
+
+
 def postgres_bindir() -> Path:
     """PG_BINDIR, else the newest /usr/lib/postgresql/*/bin, else `initdb` on PATH."""
     if os.environ.get("PG_BINDIR"):
         return Path(os.environ["PG_BINDIR"])
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-    )
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=_major_of_bin)
     if found:
         return Path(found[-1]).parent
     on_path = shutil.which("initdb")

@@ -6,8 +6,11 @@ written on."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import runpy
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -41,7 +44,13 @@ def gunicorn_settings(
 ) -> object:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return runpy.run_path(str(ROOT / "config" / "gunicorn.py"))
+    try:
+        return runpy.run_path(str(ROOT / "config" / "gunicorn.py"))
+    except SystemExit as stop:  # the ConfigError's message, as gunicorn shows it
+        error, message = stop.__context__, str(stop.code)
+    assert message == f"gunicorn: {error}"
+    assert isinstance(error, ConfigError)
+    raise error
 
 
 def devstack_settings(
@@ -145,6 +154,24 @@ def test_a_bad_port_in_a_url_is_the_config_error_naming_its_variable(variable, u
 
     with pytest.raises(ConfigError, match=rf"^{variable}: .*port"):
         read()
+
+
+def test_gunicorn_says_a_bad_variable_in_one_line():
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run(
+        [gunicorn, "--check-config", "-c", "config/gunicorn.py"],
+        cwd=ROOT,
+        env={**os.environ, "WEB_PORT": "\u00b2"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        "gunicorn: WEB_PORT: '\u00b2' is not a port number. Fix: set WEB_PORT to a "
+        "number from 1 to 65535, or unset it"
+    ]
 
 
 @pytest.mark.parametrize("value", ["\u0661.\u0662\u0661", "\u00b9.21"])
