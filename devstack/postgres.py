@@ -60,6 +60,8 @@ class PostgresConfig:
     account: Account = field(default_factory=Account)
     # A test cluster trades durability for speed; a dev cluster keeps its data.
     durable: bool = True
+    # The variable that moves it to another port (named when the port is taken).
+    port_variable: str = "DEVSTACK_POSTGRES_PORT"
 
     def superuser_url(self, dbname: str = "postgres") -> PostgresURL:
         return PostgresURL(
@@ -114,7 +116,7 @@ class Postgres:
     def start(self) -> None:
         cfg = self.config
         port_require_free(
-            cfg.host, cfg.port, what="PostgreSQL", variable="DEVSTACK_POSTGRES_PORT"
+            cfg.host, cfg.port, what="PostgreSQL", variable=cfg.port_variable
         )
         if not (cfg.datadir / "PG_VERSION").exists():
             self._initdb()
@@ -198,6 +200,26 @@ class Postgres:
                         sql.Identifier(url.name), sql.Identifier(url.user)
                     )
                 )
+
+    def replication_role_ensure(self, user: str, password: str) -> None:
+        """Create (or re-password) `user`, a login that may stream WAL and nothing
+        else: what a replica's pg_basebackup and walreceiver log in as. initdb's
+        pg_hba.conf already lets it in over loopback (`host replication all
+        127.0.0.1/32`)."""
+        with psycopg.connect(self.config.superuser_url().url(), autocommit=True) as c:
+            exists = c.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", [user]
+            ).fetchone()
+            c.execute(
+                sql.SQL(
+                    "{} ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB "
+                    "NOCREATEROLE NOBYPASSRLS PASSWORD {}"
+                ).format(
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(user),
+                    sql.Literal(password),
+                )
+            )
 
     def stop(self) -> None:
         if self.child is not None:

@@ -23,6 +23,14 @@ from .pgbouncer import PgBouncer, PgBouncerSetup
 from .postgres import Postgres, PostgresConfig
 from .process import Account, Child
 from .reach import reach_ensure
+from .replicas import (
+    replica_pgbouncer_variables,
+    replica_ports_from_env,
+    replica_site_env,
+    replicas_make,
+    replicas_start,
+    replicas_stop,
+)
 
 __all__ = [
     "APP_DB",
@@ -62,6 +70,8 @@ class StackSettings:
     # tests and benchmarks run Django's test runner, which creates its test
     # databases; make run's site never does (from_env says no).
     site_createdb: bool = True
+    # A streaming replica on each port (devstack.replicas); none by default.
+    replica_ports: tuple[int, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackSettings:
@@ -74,6 +84,7 @@ class StackSettings:
             seed_posts=env_int(env, "DEVSTACK_SEED_POSTS", 50),
             pgbouncer_variables=dict(env),
             site_createdb=False,
+            replica_ports=replica_ports_from_env(env),
         )
 
 
@@ -85,6 +96,7 @@ def secrets_load(path: Path) -> dict[str, str]:
         "admin_console_password",
         "maintenance_console_password",
         "django_secret_key",
+        "replication_password",
     )
     data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     if all(key in data for key in wanted):
@@ -120,6 +132,13 @@ class Stack:
                 durable=durable,
             )
         )
+        self.replicas = replicas_make(
+            settings.root / "replicas",
+            settings.replica_ports,
+            primary=self.postgres.config,
+            replication_password=self.secrets["replication_password"],
+            account=self.account,
+        )
         self.pgbouncer = PgBouncer(
             PgBouncerSetup(
                 workdir=settings.root / "pgbouncer",
@@ -135,6 +154,7 @@ class Stack:
                     # A restart starts the new PgBouncer on the port before the old
                     # one leaves, so the port never refuses a client (pgbouncer.py).
                     "SO_REUSEPORT": "1",
+                    **replica_pgbouncer_variables(self.replicas),
                 },
             )
         )
@@ -187,6 +207,9 @@ class Stack:
             "DIRECT_DATABASE_URL": self.direct_url.url(),
             "PGBOUNCER_ADMIN_URL": self.admin_console_url.url(),
             "POOL_MODE": self.pgbouncer.config.env().get("POOL_MODE", "transaction"),
+            **replica_site_env(
+                self.direct_url, self.settings.pgbouncer_port, len(self.replicas)
+            ),
         }
 
     def start(self) -> None:
@@ -194,6 +217,9 @@ class Stack:
             self.postgres.start()
             self.postgres.role_and_database_ensure(
                 self.direct_url, createdb=self.settings.site_createdb
+            )
+            replicas_start(
+                self.postgres, self.replicas, self.secrets["replication_password"]
             )
             self.pgbouncer.start()
         except BaseException:
@@ -204,7 +230,10 @@ class Stack:
         try:
             self.pgbouncer.stop()
         finally:
-            self.postgres.stop()
+            try:
+                replicas_stop(self.replicas)
+            finally:
+                self.postgres.stop()
 
 
 def run_env(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
