@@ -8,6 +8,7 @@ URL, POOL_MODE=session.
 
 from __future__ import annotations
 
+from config.env import web_threads
 from config.settings import *  # noqa: F403
 from config.settings import DATABASES
 
@@ -17,8 +18,9 @@ _default.pop("PGBOUNCER", None)
 _default.pop("DISABLE_SERVER_SIDE_CURSORS", None)
 _options = _default.setdefault("OPTIONS", {})
 _options.pop("prepare_threshold", None)
-# One pool per process (Django 5.1+): 2 gunicorn workers x 4 = 8 backends at most,
-# one per gunicorn thread. A pool needs CONN_MAX_AGE = 0 (ImproperlyConfigured else).
-_options["pool"] = {"min_size": 2, "max_size": 4}
+# One pool per process (Django 5.1+), a connection for each of its gunicorn threads
+# (GUNICORN_THREADS, default 4), so no thread waits for one: 2 workers x 4 = 8
+# backends at most. A pool needs CONN_MAX_AGE = 0 (ImproperlyConfigured else).
+_options["pool"] = {"min_size": 2, "max_size": web_threads()}
 _default["CONN_MAX_AGE"] = 0
 _default["CONN_HEALTH_CHECKS"] = False

@@ -22,6 +22,8 @@ from .observe import console_connect
 from .render import version_parse
 
 __all__ = [
+    "CAPACITY_HINTS",
+    "DIRECT_CONNECTIONS",
     "Capacity",
     "capacity_problems",
     "config_problems",
@@ -31,14 +33,25 @@ __all__ = [
 Databases = Mapping[str, Mapping[str, Any]]
 
 
+# A direct alias of direct_database_config() keeps no connection (CONN_MAX_AGE=0):
+# it holds one only while a migration, a management command, or a request's
+# explicit session work (LISTEN, a session advisory lock, a big iterator) runs.
+# Counted as this many at once per alias: a migrate, a shell and one more. A
+# direct alias that keeps its connections counts one per web thread instead.
+DIRECT_CONNECTIONS = 3
+
+
 @dataclass(frozen=True)
 class Capacity:
-    """What the web tier opens, and what PgBouncer and PostgreSQL allow."""
+    """What the web tier opens, and what PgBouncer and PostgreSQL allow.
 
-    processes: int  # web server worker processes
+    The one formula of the connection budget: the checks E007 and E008 and
+    docs/capacity.md's model both use it."""
+
+    processes: int  # web server worker processes, over every web node
     threads: int  # threads per process; each holds one connection per alias
     pooled_aliases: int  # aliases that go through PgBouncer
-    direct_aliases: int  # aliases that go to PostgreSQL itself
+    direct_aliases: int  # aliases to PostgreSQL itself that keep no connection
     max_client_conn: int  # PgBouncer
     default_pool_size: int  # PgBouncer, per database/user pair
     reserve_pool_size: int  # PgBouncer
@@ -46,13 +59,18 @@ class Capacity:
     max_db_connections: int  # PgBouncer, 0 = unlimited
     max_connections: int  # PostgreSQL
     superuser_reserved_connections: int  # PostgreSQL
+    kept_direct_aliases: int = 0  # direct aliases with CONN_MAX_AGE != 0
 
     @property
     def clients(self) -> int:
+        """PgBouncer's client connections: one per thread and pooled alias."""
         return self.processes * self.threads * self.pooled_aliases
 
     @property
     def pool_servers(self) -> int:
+        """The most server connections PgBouncer opens, however big the tier."""
+        if not self.pooled_aliases:
+            return 0
         per_pool = self.default_pool_size + self.reserve_pool_size
         if self.max_db_connections:
             per_pool = min(per_pool, self.max_db_connections)
@@ -60,11 +78,33 @@ class Capacity:
 
     @property
     def direct_servers(self) -> int:
-        return self.processes * self.threads * self.direct_aliases
+        kept = self.processes * self.threads * self.kept_direct_aliases
+        return kept + DIRECT_CONNECTIONS * self.direct_aliases
+
+    @property
+    def backends(self) -> int:
+        """The most PostgreSQL backends the site may hold."""
+        return self.pool_servers + self.direct_servers
 
     @property
     def server_slots(self) -> int:
         return self.max_connections - self.superuser_reserved_connections
+
+
+def _direct_text(c: Capacity) -> str:
+    parts = []
+    if c.direct_aliases:
+        parts.append(
+            f"{c.direct_aliases} direct alias(es) x {DIRECT_CONNECTIONS} (held only "
+            "while a migration or session work runs)"
+        )
+    if c.kept_direct_aliases:
+        parts.append(
+            f"{c.processes} processes x {c.threads} threads x "
+            f"{c.kept_direct_aliases} direct alias(es) that keep connections "
+            "(CONN_MAX_AGE != 0)"
+        )
+    return " + ".join(parts) or "no direct alias"
 
 
 def capacity_problems(c: Capacity) -> list[tuple[str, str]]:
@@ -80,15 +120,15 @@ def capacity_problems(c: Capacity) -> list[tuple[str, str]]:
                 "refused with 'no more connections allowed (max_client_conn)'",
             )
         )
-    if c.pool_servers + c.direct_servers > c.server_slots:
+    if c.backends > c.server_slots:
         problems.append(
             (
                 "django_pgbouncer.E008",
                 f"PgBouncer may open {c.pool_servers} server connections "
                 f"({c.pools} pools x (default_pool_size {c.default_pool_size} + "
-                f"reserve_pool_size {c.reserve_pool_size})) and the direct aliases "
-                f"{c.direct_servers} more, but PostgreSQL allows {c.server_slots} "
-                f"(max_connections {c.max_connections} - "
+                f"reserve_pool_size {c.reserve_pool_size})) and the direct side "
+                f"{c.direct_servers} more ({_direct_text(c)}), but PostgreSQL "
+                f"allows {c.server_slots} (max_connections {c.max_connections} - "
                 f"superuser_reserved_connections {c.superuser_reserved_connections})",
             )
         )
@@ -293,13 +333,17 @@ def _limits_ask(admin_url: str, alias: str, names: set[str]) -> _Limits:
     return _Limits(config, pools or 1, max_connections, reserved)
 
 
-_CAPACITY_HINTS = {
-    "django_pgbouncer.E007": "Run fewer web processes or threads "
-    "(WEB_CONCURRENCY, GUNICORN_THREADS; PGBOUNCER_WEB_CAPACITY tells this check "
-    "how many), or raise PgBouncer's max_client_conn (MAX_CLIENT_CONN).",
-    "django_pgbouncer.E008": "Lower PgBouncer's default_pool_size or "
-    "reserve_pool_size (DEFAULT_POOL_SIZE, RESERVE_POOL_SIZE), cap it with "
-    "max_db_connections, or raise PostgreSQL's max_connections.",
+# E008 does not depend on the web tier's size (PgBouncer queues its clients), so
+# its hint names only what bounds PostgreSQL's side.
+CAPACITY_HINTS = {
+    "django_pgbouncer.E007": "Raise PgBouncer's max_client_conn (MAX_CLIENT_CONN; "
+    "each client costs PgBouncer one file descriptor), or run fewer web processes "
+    "or threads (WEB_CONCURRENCY, GUNICORN_THREADS; PGBOUNCER_WEB_CAPACITY tells "
+    "this check how many).",
+    "django_pgbouncer.E008": "Lower PgBouncer's pools (DEFAULT_POOL_SIZE, "
+    "RESERVE_POOL_SIZE), cap each with MAX_DB_CONNECTIONS, or raise PostgreSQL's "
+    "max_connections; set CONN_MAX_AGE=0 on a direct alias that keeps "
+    "connections (direct_database_config() does).",
 }
 
 
@@ -333,11 +377,15 @@ def capacity_check(
                 id="django_pgbouncer.W009",
             )
         ]
+    direct = [e for a, e in conf.databases.items() if a not in pooled]
+    # Django's CONN_MAX_AGE: 0 (its default) closes at the request's end; None keeps.
+    kept = sum(1 for entry in direct if entry.get("CONN_MAX_AGE", 0) != 0)
     capacity = Capacity(
         processes=conf.web_capacity.processes,
         threads=conf.web_capacity.threads,
         pooled_aliases=len(pooled),
-        direct_aliases=len(conf.databases) - len(pooled),
+        direct_aliases=len(direct) - kept,
+        kept_direct_aliases=kept,
         max_client_conn=int(limits.pgbouncer["max_client_conn"]),
         default_pool_size=int(limits.pgbouncer["default_pool_size"]),
         reserve_pool_size=int(limits.pgbouncer["reserve_pool_size"]),
@@ -347,6 +395,6 @@ def capacity_check(
         superuser_reserved_connections=limits.superuser_reserved_connections,
     )
     return [
-        Error(message, hint=_CAPACITY_HINTS[check_id], id=check_id)
+        Error(message, hint=CAPACITY_HINTS[check_id], id=check_id)
         for check_id, message in capacity_problems(capacity)
     ]

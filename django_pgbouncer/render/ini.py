@@ -111,7 +111,13 @@ SETTINGS: tuple[Setting, ...] = (
     # SCRAM (PostgreSQL 14+ by default), and plain would put passwords on disk.
     Setting("auth_type", _choice("scram-sha-256", "hba"), "scram-sha-256"),
     Setting("auth_hba_file", _text),
-    Setting("max_client_conn", _int(1)),
+    # PgBouncer's own 100 refused a web tier of 6 x 32 threads (a client per
+    # thread). 600 holds bench/fanout.py's largest tier (4 nodes x 2 workers x 32
+    # threads = 256) twice over, as during a deploy that starts the new tier
+    # before the old one leaves, plus the console users; with the pool's servers
+    # it stays under the usual 1024 open-files limit (each client or server costs
+    # PgBouncer one descriptor).
+    Setting("max_client_conn", _int(1), "600"),
     Setting("default_pool_size", _int(1)),
     Setting("min_pool_size", _int(0)),
     Setting("reserve_pool_size", _int(0)),

@@ -6,6 +6,8 @@ from django.core.management.base import SystemCheckError
 
 from django_pgbouncer import database_config, direct_database_config
 from django_pgbouncer.checks import (
+    CAPACITY_HINTS,
+    DIRECT_CONNECTIONS,
     Capacity,
     _migrations_needing_session,
     capacity_problems,
@@ -191,26 +193,36 @@ def capacity(**changes):
             {"pooled_aliases": 2, "processes": 7, "threads": 8, "direct_aliases": 0},
             ["django_pgbouncer.E007"],
         ),
-        ({"default_pool_size": 90}, ["django_pgbouncer.E008"]),
-        ({"default_pool_size": 89}, []),
-        ({"default_pool_size": 80, "reserve_pool_size": 10}, ["django_pgbouncer.E008"]),
+        ({"default_pool_size": 98, "direct_aliases": 0}, ["django_pgbouncer.E008"]),
+        ({"default_pool_size": 97, "direct_aliases": 0}, []),
+        ({"default_pool_size": 95}, ["django_pgbouncer.E008"]),
+        ({"default_pool_size": 94}, []),
+        ({"default_pool_size": 80, "reserve_pool_size": 15}, ["django_pgbouncer.E008"]),
         (
             {
                 "default_pool_size": 80,
-                "reserve_pool_size": 10,
+                "reserve_pool_size": 15,
                 "max_db_connections": 50,
             },
             [],
         ),
         ({"pools": 5}, ["django_pgbouncer.E008"]),
+        ({"processes": 6, "threads": 32, "max_client_conn": 1000}, []),
+        ({"processes": 8, "threads": 32, "max_client_conn": 1000}, []),
         (
-            {"processes": 30, "threads": 4, "max_client_conn": 1000},
-            ["django_pgbouncer.E008"],
-        ),
-        (
-            {"processes": 30, "threads": 4},
+            {"processes": 30, "threads": 4, "kept_direct_aliases": 1},
             ["django_pgbouncer.E007", "django_pgbouncer.E008"],
         ),
+        (
+            {
+                "processes": 30,
+                "threads": 4,
+                "max_client_conn": 1000,
+                "kept_direct_aliases": 1,
+            },
+            ["django_pgbouncer.E008"],
+        ),
+        ({"processes": 30, "threads": 4}, ["django_pgbouncer.E007"]),
     ],
     ids=[
         "fits",
@@ -219,31 +231,125 @@ def capacity(**changes):
         "two-pooled-aliases",
         "pool-over-max-connections",
         "pool-exactly-fits",
+        "direct-alias-counts-a-few",
+        "direct-alias-few-fit",
         "reserve-counts",
         "max-db-connections-caps",
         "several-pools",
-        "direct-alias-threads-count",
-        "both",
+        "tier-6x32-is-no-e008",
+        "tier-8x32-is-no-e008",
+        "kept-direct-alias-both",
+        "kept-direct-alias-threads-count",
+        "big-tier-only-e007",
     ],
 )
 def test_capacity_problems(changes, expected):
     assert sorted(i for i, _ in capacity_problems(capacity(**changes))) == expected
 
 
+@pytest.mark.parametrize(
+    ("changes", "backends"),
+    [
+        ({}, 20 + DIRECT_CONNECTIONS),
+        ({"processes": 8, "threads": 32}, 20 + DIRECT_CONNECTIONS),
+        ({"direct_aliases": 0, "reserve_pool_size": 5}, 25),
+        ({"direct_aliases": 0, "max_db_connections": 12, "pools": 2}, 24),
+        (
+            {"pooled_aliases": 0, "direct_aliases": 0, "kept_direct_aliases": 1},
+            2 * 4,
+        ),
+        (
+            {
+                "processes": 8,
+                "threads": 32,
+                "pooled_aliases": 0,
+                "direct_aliases": 0,
+                "kept_direct_aliases": 1,
+            },
+            8 * 32,
+        ),
+    ],
+    ids=[
+        "pool-and-direct-few",
+        "pool-does-not-grow-with-the-tier",
+        "reserve",
+        "max-db-connections-per-pool",
+        "direct-persistent-one-per-thread",
+        "direct-persistent-grows",
+    ],
+)
+def test_capacity_backends(changes, backends):
+    assert capacity(**changes).backends == backends
+
+
+@pytest.mark.parametrize(
+    ("changes", "check_id", "named", "not_named"),
+    [
+        (
+            {"processes": 30, "threads": 4},
+            "django_pgbouncer.E007",
+            ["MAX_CLIENT_CONN", "WEB_CONCURRENCY"],
+            [],
+        ),
+        (
+            {"default_pool_size": 95},
+            "django_pgbouncer.E008",
+            ["DEFAULT_POOL_SIZE", "MAX_DB_CONNECTIONS", "max_connections"],
+            ["MAX_CLIENT_CONN", "WEB_CONCURRENCY", "GUNICORN_THREADS"],
+        ),
+    ],
+    ids=["E007", "E008"],
+)
+def test_capacity_hints_name_only_fixes_that_help(changes, check_id, named, not_named):
+    (found,) = capacity_problems(capacity(**changes))
+    assert found[0] == check_id
+    hint = CAPACITY_HINTS[check_id]
+    assert [n for n in named if n not in hint] == []
+    assert [n for n in not_named if n in hint] == []
+
+
+def test_e008_names_a_kept_direct_alias_as_the_cause():
+    ((_, message),) = capacity_problems(
+        capacity(
+            processes=30,
+            threads=4,
+            max_client_conn=1000,
+            direct_aliases=0,
+            kept_direct_aliases=1,
+        )
+    )
+    assert "CONN_MAX_AGE" in message
+    assert "120 more" in message
+
+
+def direct_kept(settings, monkeypatch):
+    """The direct alias made to keep its connections, as a hand-written entry might:
+    then each thread may hold one (restored after the test)."""
+    monkeypatch.setitem(settings.DATABASES["direct"], "CONN_MAX_AGE", 600)
+
+
 @pytest.mark.servers
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("web", "expected"),
+    ("web", "kept", "expected"),
     [
-        ({"processes": 2, "threads": 4}, None),
-        ({"processes": 100, "threads": 8}, "E007"),  # the test stack allows 500
-        ({"processes": 1, "threads": 97}, "E008"),  # 3 pooled + 97 direct > 97
+        ({"processes": 2, "threads": 4}, False, None),
+        # WEB_CONCURRENCY=6 GUNICORN_THREADS=32: PgBouncer serves it with its pool
+        # of 3, and the direct alias (CONN_MAX_AGE=0) holds a connection only
+        # while a migration or session work runs.
+        ({"processes": 6, "threads": 32}, False, None),
+        ({"processes": 100, "threads": 8}, False, "E007"),  # the test stack: 500
+        ({"processes": 1, "threads": 97}, True, "E008"),  # 3 pooled + 97 kept > 97
     ],
-    ids=["fits", "too-many-clients", "too-many-server-connections"],
+    ids=["fits", "tier-6x32", "too-many-clients", "kept-direct-connections"],
 )
-def test_capacity_check_asks_the_servers(settings, stack, web, expected):
+def test_capacity_check_asks_the_servers(
+    settings, monkeypatch, stack, web, kept, expected
+):
     settings.PGBOUNCER_ADMIN_URL = stack.admin_console_url.url()
     settings.PGBOUNCER_WEB_CAPACITY = web
+    if kept:
+        direct_kept(settings, monkeypatch)
     if expected is None:
         call_command("check", databases=["default"], tags=["database"])
         return
@@ -276,7 +382,7 @@ def test_capacity_check_warns_when_it_cannot_ask(settings, stack, capsys, case):
 @pytest.mark.servers
 @pytest.mark.django_db
 def test_capacity_check_counts_only_the_aliases_pools(
-    settings, stack, superuser_conn, admin_console
+    settings, monkeypatch, stack, superuser_conn, admin_console
 ):
     """PgBouncer's `*` entry keeps pools for other databases (psql to postgres, a
     test database) for an hour; they must not count against the site's budget."""
@@ -297,7 +403,9 @@ def test_capacity_check_counts_only_the_aliases_pools(
         "SELECT current_setting('max_connections')::int"
         " - current_setting('superuser_reserved_connections')::int"
     ).fetchone()[0]
-    # One pool of the site's, plus one direct connection per thread: exactly full.
+    # One pool of the site's, plus one kept direct connection per thread: exactly
+    # full.
+    direct_kept(settings, monkeypatch)
     threads = slots - config["default_pool_size"] - config["reserve_pool_size"]
     settings.PGBOUNCER_ADMIN_URL = stack.admin_console_url.url()
     settings.PGBOUNCER_WEB_CAPACITY = {"processes": 1, "threads": threads}

@@ -4,7 +4,9 @@ import configparser
 
 import pytest
 
+from bench.fanout import TIERS
 from django_pgbouncer import ConfigError
+from django_pgbouncer.checks import Capacity, capacity_problems
 from django_pgbouncer.render import (
     SETTINGS,
     ini_render,
@@ -42,6 +44,29 @@ def test_defaults_are_transaction_mode_scram_and_loopback():
     assert bouncer["auth_file"] == "/x/userlist"
 
 
+def test_the_default_max_client_conn_holds_the_largest_benchmarked_tier():
+    """E007's formula, on the renderer's default and bench/fanout.py's largest
+    web tier (each thread holds one client connection to PgBouncer)."""
+    bouncer = ini_sections(render({"POSTGRES_DATABASE_URL": UPSTREAM})[1])["pgbouncer"]
+    largest = max(TIERS, key=lambda tier: tier.threads)
+    budget = Capacity(
+        processes=largest.processes,
+        threads=largest.threads_per_process,
+        pooled_aliases=1,
+        direct_aliases=1,
+        max_client_conn=int(bouncer["max_client_conn"]),
+        default_pool_size=20,  # PgBouncer's default
+        reserve_pool_size=0,
+        pools=1,
+        max_db_connections=0,
+        max_connections=100,  # PostgreSQL's default, and make run's
+        superuser_reserved_connections=3,
+    )
+    assert capacity_problems(budget) == []
+    # Room for the tier twice over: a deploy's old and new tiers overlap.
+    assert budget.max_client_conn >= 2 * budget.clients
+
+
 def test_the_ini_holds_no_password():
     _, text = render({"POSTGRES_DATABASE_URL": UPSTREAM})
     assert SECRET not in text
@@ -71,6 +96,7 @@ def test_unset_variables_render_no_key():
     _, text = render({"POSTGRES_DATABASE_URL": UPSTREAM})
     assert "default_pool_size" not in text
     assert "max_prepared_statements" not in text
+    assert "max_client_conn = 600" in text  # a default of ours
 
 
 def test_databases_section_routes_the_name_and_every_other_name():
