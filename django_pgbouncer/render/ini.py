@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..databases import (
     PostgresURL,
@@ -42,6 +43,7 @@ __all__ = [
 
 Version = tuple[int, int]
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_HOST = re.compile(r"[A-Za-z0-9_.\-:]+")  # a name, IPv4, or IPv6 without brackets
 # PgBouncer 1.18 keeps names in fixed buffers with their NUL (MAX_DBNAME 64,
 # MAX_USERNAME 128): a longer database name stops it at start; a longer user
 # name in userlist.txt stops it loading the file ("username too long").
@@ -185,6 +187,9 @@ class PgBouncerConfig:
     settings: tuple[tuple[str, str], ...]
     users: tuple[tuple[str, str], ...]  # (name, password) for userlist.txt
     auth_file: str
+    # (database, host, port): a [databases] entry per streaming replica of the
+    # upstream, NAME_replica1 ..., the same database on another server.
+    replicas: tuple[tuple[str, str, int], ...] = ()
 
     def setting(self, key: str) -> str | None:
         return dict(self.settings).get(key)
@@ -288,6 +293,34 @@ def _maintenance_user(url: str, blame: Mapping[str, str], admins: str) -> Postgr
     return user
 
 
+def _replicas_from_env(
+    env: Mapping[str, str], upstream: PostgresURL
+) -> tuple[tuple[str, str, int], ...]:
+    """POSTGRES_REPLICA_HOSTS (HOST:PORT, comma-separated) as [databases] entries."""
+    variable = "POSTGRES_REPLICA_HOSTS"
+    items = [i.strip() for i in env.get(variable, "").split(",") if i.strip()]
+    replicas = []
+    for number, item in enumerate(items, start=1):
+        split = urlsplit(f"//{item}")
+        try:
+            port = split.port
+        except ValueError:
+            port = None
+        host = split.hostname or ""
+        if not _HOST.fullmatch(host) or port is None or split.path or "@" in item:
+            # Not quoted: a mistyped entry may hold a password.
+            raise ConfigError(
+                variable,
+                f"its entry {number} is not HOST:PORT",
+                "set it to the replicas' HOST:PORT, comma-separated "
+                "(e.g. replica1:5432,replica2:5432)",
+            )
+        name = f"{upstream.name}_replica{number}"
+        _dbname_check(variable, name)
+        replicas.append((name, host, port_parse(variable, str(port))))
+    return tuple(replicas)
+
+
 def pgbouncer_config_from_env(
     env: Mapping[str, str], *, version: Version, auth_file: str
 ) -> PgBouncerConfig:
@@ -324,6 +357,7 @@ def pgbouncer_config_from_env(
         settings=tuple(rendered),
         users=tuple(users.items()),
         auth_file=auth_file,
+        replicas=_replicas_from_env(env, upstream),
     )
 
 
@@ -345,6 +379,11 @@ def ini_render(config: PgBouncerConfig) -> str:
         "; Rendered by django_pgbouncer from environment variables; edits are lost.",
         "[databases]",
         f"{up.name} = {server} dbname={_connstr_quote(up.name)}",
+        *(
+            f"{name} = host={_connstr_quote(host)} port={port} "
+            f"dbname={_connstr_quote(up.name)}"
+            for name, host, port in config.replicas
+        ),
         # Any other database name (psql to postgres, say) goes to the same server.
         f"* = {server}",
         "",
