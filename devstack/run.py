@@ -61,7 +61,9 @@ def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
             "DJANGO_HTTPS",
             "DJANGO_SECRET_KEY",
             "DJANGO_ALLOWED_HOSTS",
+            "REPLICA_DATABASE_URLS",  # with DEVSTACK_REPLICAS only
         )
+        if key in env
     ]
     lines.append(f"{MAINTENANCE_VARIABLE}={stack.maintenance_console_url.url()}")
     private_file_write(path, "\n".join(lines) + "\n")
