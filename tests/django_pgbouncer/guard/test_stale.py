@@ -80,19 +80,32 @@ def descriptors_above_1024():
     if hard != resource.RLIM_INFINITY and hard < wanted + 100:
         missing_servers(f"RLIMIT_NOFILE's hard limit ({hard}) is under {wanted + 100}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted + 100), hard))
-    # os.open takes the lowest free numbers: every one below `wanted` is taken.
-    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(wanted)]
+    held: list[int] = []
+
+    def fill() -> None:
+        """Take every free number below `wanted` (os.open takes the lowest free
+        one); again before each connection, since a descriptor closed meanwhile
+        (an object of an earlier test collected) frees a low number."""
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            if fd >= wanted:
+                os.close(fd)
+                return
+            held.append(fd)
+
+    fill()
     try:
-        yield
+        yield fill
     finally:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def kept_connection_closed_by_pgbouncer(conn):
+def kept_connection_closed_by_pgbouncer(conn, before_connect=lambda: None):
     """Open `conn`, keep it idle until PgBouncer closes it (client_idle_timeout);
     returns its descriptor. Waits by peeking at the socket, not with poll()."""
+    before_connect()
     conn.ensure_connection()
     fd = conn.connection.pgconn.socket
     peek = socket.socket(fileno=os.dup(fd))
@@ -123,7 +136,7 @@ def test_a_closed_kept_connection_above_descriptor_1024_is_replaced(
         django_db_blocker.unblock(),
         default_alias_through(bouncer.config.port) as conn,
     ):
-        fd = kept_connection_closed_by_pgbouncer(conn)
+        fd = kept_connection_closed_by_pgbouncer(conn, descriptors_above_1024)
         assert fd >= FD_SETSIZE
         with pytest.raises(ValueError, match="filedescriptor out of range"):
             select.select([fd], [], [], 0)
@@ -131,7 +144,7 @@ def test_a_closed_kept_connection_above_descriptor_1024_is_replaced(
             cursor.execute("SELECT 1")
         conn.close()
 
-        fd = kept_connection_closed_by_pgbouncer(conn)
+        fd = kept_connection_closed_by_pgbouncer(conn, descriptors_above_1024)
         assert fd >= FD_SETSIZE
         request_started.send(sender=None)  # guard.stale's receiver runs
         assert conn.connection is None  # dropped before the request used it
