@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 from django.conf import settings
 from django.urls import resolve
+from psycopg import errors, sql
 
+from devstack.ephemeral import scratch_dir
+from devstack.errors import ServersMissing
+from devstack.postgres import SUPERUSER, Postgres, PostgresConfig
+from devstack.process import Account, port_pick
 from django_pgbouncer import postgres_url_parse
 from django_pgbouncer.render import PgBouncerConfig, pgbouncer_config_from_env
 from django_pgbouncer.render import version_parse as pgbouncer_version_parse
@@ -34,6 +43,8 @@ from tests.deploy.test_compose import (
     service,
     variables_read,
 )
+from tests.deploy.test_roles import manage
+from tests.fixtures.stack import missing_servers
 
 KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUSTOMIZATION = KUBERNETES / "kustomization.yaml"
@@ -265,8 +276,11 @@ def init_statements() -> list[str]:
     """The statements of deploy/initdb/10-roles.sql that create or grant, one line
     each, its database variable filled in."""
     text = re.sub(r"DO \$\$.*?\$\$;", "", INIT_SCRIPT.read_text(), flags=re.S)
+    # A psql meta-command (\\gset, \\if...) ends the statement before it.
     lines = [
-        line for line in text.splitlines() if not line.lstrip().startswith(("--", "\\"))
+        ";" if line.lstrip().startswith("\\") else line
+        for line in text.splitlines()
+        if not line.lstrip().startswith("--")
     ]
     database = cluster()["spec"]["bootstrap"]["initdb"]["database"]
     statements = " ".join(lines).replace(':"database_name"', database).split(";")
@@ -626,3 +640,137 @@ def test_jobs_run_once_and_web_survives_a_rollout():
     strategy = resource("Deployment", "web")["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
     assert resource("Deployment", "web")["spec"]["replicas"] >= 2
+
+
+# --- On a real PostgreSQL -------------------------------------------------------------
+#
+# What the operator does at bootstrap, done by hand on a fresh local cluster: the
+# owner, its database, postInitApplicationSQL as the superuser, then the managed
+# role's login and password. Then the pods' commands with their environments, the
+# Services pointed at the local server.
+
+
+@dataclass
+class Bootstrapped:
+    postgres: Postgres
+    passwords: dict[str, str]  # by Secret name
+
+    def env(self, kind: str, name: str, container: str) -> dict[str, str]:
+        """A container's environment with its Secrets' values, its URLs on the
+        local server (which has no TLS)."""
+        env = container_env(kind, name, container)
+        for secret, password in self.passwords.items():
+            env = {
+                k: v.replace(f"secret-{secret}-password", password)
+                for k, v in env.items()
+            }
+        env["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
+        for variable, value in env.items():
+            if variable.endswith("_URL"):
+                env[variable] = (
+                    postgres_url_parse(value, variable=variable)
+                    .with_(
+                        host="127.0.0.1",
+                        port=self.postgres.config.port,
+                        params=(("sslmode", "disable"),),
+                    )
+                    .url()
+                )
+        return env
+
+    def connect(self, role: str, dbname: str) -> psycopg.Connection[Any]:
+        if role == SUPERUSER:
+            url = self.postgres.config.superuser_url(dbname).url()
+        else:
+            env = self.env("Job", "migrate", "migrate")
+            url = (
+                postgres_url_parse(env["DIRECT_DATABASE_URL"], variable="x")
+                .with_(user=role, password=self.passwords[secret_of(role)], name=dbname)
+                .url()
+            )
+        return psycopg.connect(url, autocommit=True)
+
+
+def secret_of(role: str) -> str:
+    return {SITE_ROLE: site_role_secret(), OWNER_ROLE: owner_secret()}[role]
+
+
+@pytest.fixture(scope="module")
+def bootstrapped() -> Iterator[Bootstrapped]:
+    root = scratch_dir("test-kubernetes-")
+    try:
+        postgres = Postgres(
+            PostgresConfig(
+                datadir=root / "data",
+                port=port_pick(),
+                superuser_password=secrets.token_urlsafe(24),
+                account=Account.for_servers(),
+                durable=False,
+            )
+        )
+    except ServersMissing as error:
+        shutil.rmtree(root, ignore_errors=True)
+        missing_servers(str(error))
+    passwords = {
+        secret_of(r): secrets.token_urlsafe(24) for r in (SITE_ROLE, OWNER_ROLE)
+    }
+    found = Bootstrapped(postgres, passwords)
+    initdb = cluster()["spec"]["bootstrap"]["initdb"]
+    try:
+        postgres.start()
+        with found.connect(SUPERUSER, "postgres") as conn:
+            owner, database = (
+                sql.Identifier(OWNER_ROLE),
+                sql.Identifier(initdb["database"]),
+            )
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    owner, sql.Literal(passwords[owner_secret()])
+                )
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner))
+        with found.connect(SUPERUSER, initdb["database"]) as conn:
+            for statement in initdb["postInitApplicationSQL"]:
+                conn.execute(statement)
+            conn.execute(
+                sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(SITE_ROLE),
+                    sql.Literal(passwords[site_role_secret()]),
+                )
+            )
+        yield found
+    finally:
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pod_run(db: Bootstrapped, kind: str, name: str, container: str) -> int:
+    args = containers(kind, name)[container]["args"]
+    command = ["migrate", "--noinput"] if args == ["migrate"] else args[2:]
+    assert args == ["migrate"] or args[:2] == ["python", "manage.py"], args
+    result = manage(command, db.env(kind, name, container))
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode
+
+
+@pytest.mark.servers
+def test_web_pods_wait_for_the_migrate_job_and_run_as_the_site_s_role(bootstrapped):
+    db = bootstrapped
+    waiting = ("Deployment", "web", "wait-for-migrations")
+    assert pod_run(db, *waiting) == 1  # nothing migrated: the pod waits
+    assert pod_run(db, "Job", "migrate", "migrate") == 0
+    assert pod_run(db, *waiting) == 0
+    database = cluster()["spec"]["bootstrap"]["initdb"]["database"]
+    with db.connect(SITE_ROLE, database) as conn:
+        conn.execute(
+            "INSERT INTO core_post (title, content, created_at, updated_at) "
+            "VALUES ('t', 'c', now(), now())"
+        )
+        assert conn.execute("SELECT count(*) FROM core_post").fetchone() == (1,)
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE mine (id int)")
+    with db.connect(SUPERUSER, database) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    assert owners == [(OWNER_ROLE,)]
