@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from .control import POLL_SECONDS, Request, reply_write, requests_take
 from .errors import StackError
+from .pgbouncer import PgBouncer
 from .process import Child
 from .records import servers_record
 from .stack import Stack
@@ -71,11 +72,19 @@ class Server:
         return len(self.crashes)
 
 
+def _process_server(process: PgBouncer) -> Server:
+    """One PgBouncer process of several, restarted alone after a crash."""
+    name = process.child.name if process.child else "PgBouncer"
+    return Server(name, lambda: process.child, process.restart, process.log)
+
+
 class Monitor:
     """Watches `stack` and `web`; serves restart requests; never returns."""
 
     def __init__(self, stack: Stack, web: Child) -> None:
         self.stack, self.web, self.root = stack, web, stack.settings.root
+        bouncers = stack.pgbouncer
+        # What a restart is asked of: PgBouncer is all its processes, in turn.
         self.servers = {
             "postgres": Server(
                 "PostgreSQL",
@@ -84,16 +93,19 @@ class Monitor:
                 stack.postgres.log,
             ),
             "pgbouncer": Server(
-                "PgBouncer",
-                lambda: stack.pgbouncer.child,
-                stack.pgbouncer.restart,
-                stack.pgbouncer.log,
+                "PgBouncer", lambda: bouncers.child, bouncers.restart, bouncers.log
             ),
         }
+        # What is watched for crashes: each PgBouncer process on its own.
+        self.watched = [self.servers["postgres"]]
+        if bouncers.count == 1:
+            self.watched.append(self.servers["pgbouncer"])
+        else:
+            self.watched += [_process_server(p) for p in bouncers.processes]
 
     def record(self) -> None:
-        children = [s.child() for s in self.servers.values()] + [self.web]
-        servers_record(self.root, children)
+        children = [self.stack.postgres.child, *self.stack.pgbouncer.children]
+        servers_record(self.root, [*children, self.web])
 
     def watch(self) -> NoReturn:
         while True:
@@ -104,7 +116,7 @@ class Monitor:
                     f"gunicorn stopped unexpectedly ({exit_describe(self.web.exited())}"
                     f"); see its log: {self.web.log}. Stopping the rest."
                 )
-            for server in self.servers.values():
+            for server in self.watched:
                 code = server.crashed()
                 if code is not None:
                     self._crash_restart(server, code)

@@ -75,11 +75,15 @@ class PgBouncer:
         self.ini = config.workdir / "pgbouncer.ini"
         self.child: Child | None = None
 
-    def write_files(self) -> Path:
+    def write_files(self, *, socket: bool | None = None) -> Path:
+        """Render pgbouncer.ini and userlist.txt. `socket`: whether the files name
+        a Unix socket (default: where online restart wants one)."""
         cfg = self.config
+        if socket is None:
+            socket = self.version < ONLINE_RESTART_BEFORE
         try:
             ini, userlist = pgbouncer_files_write(
-                cfg.env(socket=self.version < ONLINE_RESTART_BEFORE),
+                cfg.env(socket=socket),
                 directory=cfg.workdir,
                 version=self.version,
             )
@@ -88,11 +92,15 @@ class PgBouncer:
         cfg.account.own(cfg.workdir, ini, userlist)
         return ini
 
-    def start(self) -> None:
+    def port_check(self) -> None:
         cfg = self.config
         port_require_free(
             cfg.host, cfg.port, what="PgBouncer", variable="DEVSTACK_PGBOUNCER_PORT"
         )
+
+    def start(self) -> None:
+        self.port_check()
+        cfg = self.config
         self.ini = self.write_files()
         self.log.touch()
         cfg.account.own(self.log)
@@ -182,6 +190,10 @@ class PgBouncer:
     def reload(self) -> None:
         """Re-render the files and have PgBouncer re-read them (SIGHUP)."""
         self.write_files()
+        self.reload_signal()
+
+    def reload_signal(self) -> None:
+        """Have the running process re-read its files (SIGHUP)."""
         if self.child is not None:
             self.child.signal(signal.SIGHUP)
 

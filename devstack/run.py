@@ -57,6 +57,7 @@ def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
             "DATABASE_URL",
             "DIRECT_DATABASE_URL",
             "PGBOUNCER_ADMIN_URL",
+            "PGBOUNCER_ADMIN_URLS",
             "DJANGO_DEBUG",
             "DJANGO_HTTPS",
             "DJANGO_SECRET_KEY",
@@ -126,6 +127,13 @@ def _site_prepare(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _ready_print(stack: Stack, stack_env: Path) -> None:
+    bouncers = stack.pgbouncer
+    if bouncers.count > 1:
+        print(
+            f"\nPgBouncer: {bouncers.count} processes on port {bouncers.config.port}"
+            f" (so_reuseport), each also at {', '.join(bouncers.addresses())}; "
+            "make restart-pgbouncer restarts them one at a time."
+        )
     print(
         f"\nThe site:   {stack.web_url}/\nThe admin:  {stack.web_url}/admin/"
         f"\nConnection URLs (for psql, tools): {stack_env}\n"
@@ -142,7 +150,7 @@ def _stack_start(stack: Stack, environ: Mapping[str, str]) -> dict[str, str]:
     root = stack.settings.root
     print(f"Starting PostgreSQL and PgBouncer (data in {root}) ...")
     stack.start()
-    servers_record(root, [stack.postgres.child, stack.pgbouncer.child])
+    servers_record(root, [stack.postgres.child, *stack.pgbouncer.children])
     return _site_prepare(stack, environ)
 
 
@@ -151,7 +159,8 @@ def _web_start(stack: Stack, web: Child, env: Mapping[str, str]) -> None:
         web.start(timeout=30)
     finally:
         servers_record(
-            stack.settings.root, [stack.postgres.child, stack.pgbouncer.child, web]
+            stack.settings.root,
+            [stack.postgres.child, *stack.pgbouncer.children, web],
         )
     _ready_print(stack, _stack_env_write(stack, env))
 

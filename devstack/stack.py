@@ -19,7 +19,8 @@ from django_pgbouncer.env import env_int, env_port
 from django_pgbouncer.render import private_file_write
 
 from .folders import PROJECT_DIR, private_folder_ensure, root_from_env
-from .pgbouncer import PgBouncer, PgBouncerSetup
+from .pgbouncer import PgBouncerSetup
+from .pgbouncers import PROCESSES_MAX, PROCESSES_VARIABLE, PgBouncers
 from .postgres import Postgres, PostgresConfig
 from .process import Account, Child
 from .reach import reach_ensure
@@ -70,6 +71,8 @@ class StackSettings:
     # tests and benchmarks run Django's test runner, which creates its test
     # databases; make run's site never does (from_env says no).
     site_createdb: bool = True
+    # PgBouncer processes sharing the port (so_reuseport); devstack.pgbouncers.
+    pgbouncer_processes: int = 1
     # A streaming replica on each port (devstack.replicas); none by default.
     replica_ports: tuple[int, ...] = ()
 
@@ -84,6 +87,9 @@ class StackSettings:
             seed_posts=env_int(env, "DEVSTACK_SEED_POSTS", 50),
             pgbouncer_variables=dict(env),
             site_createdb=False,
+            pgbouncer_processes=env_int(
+                env, PROCESSES_VARIABLE, 1, minimum=1, maximum=PROCESSES_MAX
+            ),
             replica_ports=replica_ports_from_env(env),
         )
 
@@ -139,7 +145,7 @@ class Stack:
             replication_password=self.secrets["replication_password"],
             account=self.account,
         )
-        self.pgbouncer = PgBouncer(
+        self.pgbouncer = PgBouncers(
             PgBouncerSetup(
                 workdir=settings.root / "pgbouncer",
                 port=settings.pgbouncer_port,
@@ -156,7 +162,8 @@ class Stack:
                     "SO_REUSEPORT": "1",
                     **replica_pgbouncer_variables(self.replicas),
                 },
-            )
+            ),
+            count=settings.pgbouncer_processes,
         )
 
     @property
@@ -185,6 +192,12 @@ class Stack:
         )
 
     @property
+    def admin_console_urls(self) -> list[PostgresURL]:
+        """The site's console user at each PgBouncer process's own address."""
+        url = self.admin_console_url
+        return [url.with_(host=host) for host in self.pgbouncer.addresses()]
+
+    @property
     def maintenance_console_url(self) -> PostgresURL:
         """The operator's console user (PGBOUNCER_MAINTENANCE_URL): admin_users,
         for PAUSE, RESUME, RECONNECT. Never in the site's environment."""
@@ -206,6 +219,9 @@ class Stack:
             "DATABASE_URL": self.pooled_url.url(),
             "DIRECT_DATABASE_URL": self.direct_url.url(),
             "PGBOUNCER_ADMIN_URL": self.admin_console_url.url(),
+            # Each process's console, for the dashboard and /metrics (the shared
+            # port lands on any one of them).
+            "PGBOUNCER_ADMIN_URLS": " ".join(u.url() for u in self.admin_console_urls),
             "POOL_MODE": self.pgbouncer.config.env().get("POOL_MODE", "transaction"),
             **replica_site_env(
                 self.direct_url, self.settings.pgbouncer_port, len(self.replicas)
