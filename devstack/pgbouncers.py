@@ -10,15 +10,16 @@ address of its own, 127.0.1.<i> on the same port, where its console is reached
 (the shared port lands on a random process). The whole of 127.0.0.0/8 is
 loopback on Linux.
 
-A restart is rolling: one process at a time gets SIGINT (1.18's safe shutdown:
-PAUSE, then exit once its transactions are done) and is started again, while the
-others keep the port open. With one process, devstack.pgbouncer's restart (an
-online takeover) is kept.
+A restart is rolling, one process at a time, while the others keep the port
+open: on 1.18 an online takeover (-R) through the process's own socket; where -R
+is gone (1.23+), SIGINT (PAUSE, then exit once its transactions are done) and a
+new process. With one process, devstack.pgbouncer's restart is kept.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 from .errors import StackError
@@ -95,11 +96,26 @@ class PgBouncerProcess(PgBouncer):
         self.child = self._child()
         self.child.start(timeout=START_SECONDS)
 
+    def _setting(self, key: str) -> str:
+        own = super()._setting(key)
+        if own or f"\n{key} =" in self.ini.read_text():
+            return own
+        text = self.shared_ini.read_text() if self.shared_ini.exists() else ""
+        found = re.search(rf"^{key}[ \t]*=[ \t]*(.*?)[ \t]*$", text, re.MULTILINE)
+        return found.group(1) if found else ""
+
     def restart(self) -> None:
-        """SIGINT (PAUSE, then exit when its transactions are done), then start
-        again; the set's other processes hold the port meanwhile."""
-        if self.child is not None:
-            self.child.stop(timeout=STOP_SECONDS)
+        """Online (-R) through its own socket where PgBouncer has it (before
+        1.23): the new process takes over the old one's sockets, no client sees
+        it. Otherwise SIGINT (PAUSE, then exit once its transactions are done),
+        then a new process; the set's others hold the port meanwhile. A client
+        the kernel hands to the old one while it shuts down is closed with it."""
+        old = self.child
+        if old is not None and old.exited() is None and self.restarts_online():
+            super().restart()
+            return
+        if old is not None:
+            old.stop(timeout=STOP_SECONDS)
         self.child = self._child()
         self.child.start(timeout=START_SECONDS)
 
