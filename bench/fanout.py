@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import http.client
 import json
 import os
 import shlex
@@ -37,7 +38,16 @@ from devstack.stack import APP_DB, Stack
 from django_pgbouncer.observe import console_show
 
 from . import configs as cfg
-from .fanout_report import TIERS, FanRun, Tier, as_json, cells_of, chart, markdown
+from .fanout_report import (
+    NAME,
+    TIERS,
+    FanRun,
+    Tier,
+    as_json,
+    cells_of,
+    chart,
+    markdown,
+)
 from .fanout_report import runs_load as fan_runs_load
 from .harness import SEED_POSTS, nofile_raise, site_prepare
 from .measure import WRK, WRK_TIMEOUT, WrkResult, server_drain, wrk_parse
@@ -53,7 +63,6 @@ from .stackinfo import (
 from .targets import fan_targets_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NAME = "fanout"
 # Direct persistent, Django's native pool, ours, and ours with gunicorn's
 # reuse_port (proposed in results/proposals*.md), measured alike.
 CONFIGS = ("3", "4", "6", "6a")
@@ -165,6 +174,29 @@ def _xact_totals(stack: Stack) -> tuple[int, int]:
     return 0, 0
 
 
+def xacts_per_request(stack: Stack, child: Child, path: str, count: int = 20) -> float:
+    """PgBouncer's transactions per request, from `count` requests one after
+    another on an idle tier: under load, the requests still queued when wrk
+    stops are served (and counted by PgBouncer) after wrk has stopped counting.
+    It waits until PgBouncer counts no transaction for half a second, so what
+    the warm-up left queued is not counted either."""
+    before, deadline = _xact_totals(stack)[0], time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _xact_totals(stack)[0]
+        if now == before:
+            break
+        before = now
+    for _ in range(count):
+        conn = http.client.HTTPConnection(child.host, child.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            conn.getresponse().read()
+        finally:
+            conn.close()
+    return round((_xact_totals(stack)[0] - before) / count, 3)
+
+
 def _drain(children: Sequence[Child], path: str) -> None:
     for child in children:
         server_drain(child.host, child.port, path)
@@ -182,6 +214,7 @@ def point_measure(
         clients = tier.clients // tier.nodes
         wrk_each(urls, clients=clients, seconds=WARMUP_SECONDS)
         _drain(children, path)
+        per_request = xacts_per_request(stack, children[0], path) if pooled else None
         before = _xact_totals(stack) if pooled else (0, 0)
         superuser = stack.postgres.config.superuser_url().url()
         with BackendSampler(superuser, APP_DB) as sampled:
@@ -190,7 +223,6 @@ def point_measure(
         _drain(children, path)
     finally:
         nodes_stop(children)
-    requests = sum(r.requests for r in results)
     xacts, xact_us = after[0] - before[0], after[1] - before[1]
     p99s = [r.p99_ms for r in results if r.p99_ms is not None]
     return FanRun(
@@ -198,13 +230,13 @@ def point_measure(
         threads=tier.threads,
         round=round_no,
         rps=round(sum(r.rps for r in results), 1),
-        requests=requests,
+        requests=sum(r.requests for r in results),
         failed=sum(r.errors for r in results),
         p99_ms=max(p99s) if p99s else None,
         peak_backends=sampled.peak,
         peak_pss_mib=round(sampled.peak_pss_kib / 1024, 1),
         peak_rss_mib=round(sampled.peak_rss_kib / 1024, 1),
-        xacts_per_request=round(xacts / requests, 3) if pooled and requests else None,
+        xacts_per_request=per_request,
         xact_ms=round(xact_us / xacts / 1000, 3) if pooled and xacts else None,
     )
 

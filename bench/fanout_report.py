@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+NAME = "fanout"  # results/fanout.*: the full run bench/README.md quotes
+
 
 @dataclass(frozen=True)
 class Tier:
@@ -61,9 +63,11 @@ class FanRun:
     peak_backends: int  # PostgreSQL client backends on the site's database
     peak_pss_mib: float  # their summed proportional set size, at its peak
     peak_rss_mib: float  # their summed resident set size, at its peak
-    # PgBouncer's SHOW STATS over the run (None when not through PgBouncer):
+    # PgBouncer's SHOW STATS (None when not through PgBouncer): transactions per
+    # request (of requests one at a time), and their mean time on a server
+    # connection over the run.
     xacts_per_request: float | None = None
-    xact_ms: float | None = None  # mean transaction time on a server connection
+    xact_ms: float | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,14 @@ RUNNING = [
     "(`--only NAME,...` or another load prints the table and writes nothing). "
     "The faults and what must hold are devstack.faults's, which tests/faults "
     "asserts on.",
+    "- `.venv/bin/python -m bench.fanout`: web tiers of 8, 64 and 256 threads "
+    "(1, 2 and 4 gunicorn instances on ports of their own, as if on as many web "
+    "nodes, a wrk each) against configurations 3, 4, 6 and 6 with gunicorn's "
+    "reuse_port, 3 rounds of 10 s, interleaved; PostgreSQL's backends and their "
+    "memory sampled meanwhile; about 20 minutes. It writes "
+    "`results/fanout.{json,md,png}` (`--name NAME --rounds 1 --configs 6` for a "
+    "smoke run elsewhere). `.venv/bin/python -m bench.capacity RATE PROCESSES "
+    "THREADS` applies docs/capacity.md's model to its numbers.",
     "- `.venv/bin/python -m bench.readme`: this file again, from the result files.",
     "- `.venv/bin/python -m bench.guard_cost --write`: the runtime guard alone "
     "(the classifier on the site's queries, a first reading by the parser, the "

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import fanout_report, report
 from .faults import LEGEND, conditions_line, faults_table
 from .faults import NAME as FAULTS
 from .notes import COMPARISONS, CONFIGURATIONS, NOTES, RUNNING
 from .plan import LATEST, QUICK
-from .targets import targets_evaluate
+from .targets import fan_targets_evaluate, targets_evaluate
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -197,6 +197,40 @@ def faults_section() -> list[str]:
     ]
 
 
+def fanout_section() -> list[str]:
+    """bench.fanout's table, chart and targets, when its result file is there."""
+    path = RESULTS / f"{fanout_report.NAME}.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    context = data["context"]
+    cells = fanout_report.cells_of(fanout_report.runs_load(data))
+    verdicts = fan_targets_evaluate(cells, pool=context["pool"]["limit"])
+    return [
+        f"## Fan-out: a growing web tier, results/{fanout_report.NAME}.json",
+        "",
+        note_text(fanout_report.NAME, context["date"]),
+        "",
+        *fanout_report.conditions(context),
+        "",
+        "Configurations: "
+        + "; ".join(
+            f"{label} {dict(o) or ''}".strip()
+            for label, o in context["configurations"].items()
+        )
+        + ".",
+        "",
+        *fanout_report.fanout_table(cells),
+        "",
+        f"![the fan-out's curves](results/{fanout_report.NAME}.png)",
+        "",
+        "Targets (bench/targets.py):",
+        "",
+        *[f"- {line}" for line in verdicts],
+        "",
+    ]
+
+
 def guard_cost_section() -> list[str]:
     """bench.guard_cost's share of a query, from its result file's list."""
     path = RESULTS / "guard_cost.md"
@@ -220,12 +254,12 @@ def guard_cost_section() -> list[str]:
 
 def history_names() -> list[str]:
     """Web result files other than the latest run, oldest first; quick runs and
-    partial ones are never committed, and the faults' file has its own section."""
+    partial ones are never committed, and the faults' and fan-out's files have
+    sections of their own."""
     names = []
     for path in RESULTS.glob("*.json"):
-        if path.stem not in (LATEST, QUICK, FAULTS) and not path.stem.endswith(
-            "-partial"
-        ):
+        skip = (LATEST, QUICK, FAULTS, fanout_report.NAME)
+        if path.stem not in skip and not path.stem.endswith("-partial"):
             names.append(path.stem)
     dates = {
         n: json.loads((RESULTS / f"{n}.json").read_text())["context"]["date"]
@@ -255,6 +289,7 @@ def readme_render() -> str:
         "",
         *latest_section(data, cells),
         "",
+        *fanout_section(),
         *faults_section(),
         *guard_cost_section(),
         "## History: older result files",
