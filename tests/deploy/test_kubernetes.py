@@ -773,3 +773,27 @@ def test_web_pods_wait_for_the_migrate_job_and_run_as_the_site_s_role(bootstrapp
             "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()
     assert owners == [(OWNER_ROLE,)]
+
+
+def spread_selector(spec: dict[str, Any]) -> dict[str, str]:
+    """The pods a pod spec spreads itself away from, node by node."""
+    (spread,) = [
+        s
+        for s in spec.get("topologySpreadConstraints", [])
+        if s["topologyKey"] == "kubernetes.io/hostname"
+    ]
+    assert spread["maxSkew"] == 1
+    selector: dict[str, str] = spread["labelSelector"]["matchLabels"]
+    return selector
+
+
+def test_each_tier_spreads_over_nodes():
+    affinity = cluster()["spec"]["affinity"]
+    assert affinity["enablePodAntiAffinity"] is True
+    assert affinity["topologyKey"] == "kubernetes.io/hostname"
+    web = resource("Deployment", "web")["spec"]["template"]
+    assert spread_selector(web["spec"]).items() <= web["metadata"]["labels"].items()
+    for found in resources("Pooler"):
+        # The operator labels a Pooler's pods with its name.
+        selector = spread_selector(found["spec"]["template"]["spec"])
+        assert selector == {"cnpg.io/poolerName": found["metadata"]["name"]}
