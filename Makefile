@@ -9,7 +9,8 @@ run: bootstrap
 
 # Restart a server of the running `make run` without stopping it (0 failed
 # requests): PostgreSQL inside pgbouncer_maintenance (PAUSE, restart, RESUME),
-# PgBouncer by starting the new process on the port before the old one leaves.
+# PgBouncer by an online takeover of its sockets; with
+# DEVSTACK_PGBOUNCER_PROCESSES=N (processes sharing the port), each in turn.
 restart-postgres:
 	$(PY) -m devstack restart postgres
 

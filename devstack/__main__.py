@@ -4,7 +4,8 @@
 one of its servers without stopping the stack (make restart-postgres,
 make restart-pgbouncer). PostgreSQL restarts inside `manage.py
 pgbouncer_maintenance` (PAUSE, restart, RESUME), so no request fails;
-`--no-pause` restarts it bare (what the maintenance command runs)."""
+`--no-pause` restarts it bare (what the maintenance command runs). PgBouncer's
+processes (DEVSTACK_PGBOUNCER_PROCESSES) restart one at a time."""
 
 import argparse
 import os

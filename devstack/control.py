@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "requests_take",
     "restart_ask",
     "restart_paused",
+    "stack_env_read",
 ]
 
 SERVERS = ("postgres", "pgbouncer")
@@ -130,7 +132,9 @@ def stack_env_read(root: Path) -> dict[str, str]:
             f"{path} is missing: make run writes it once the site is up. Start make "
             "run, or wait until it says where the site is."
         ) from None
-    return dict(line.split("=", 1) for line in lines if "=" in line)
+    pairs = (line.split("=", 1) for line in lines if "=" in line)
+    # Values are written shell-quoted where they need it (devstack.run).
+    return {key: " ".join(shlex.split(value)) for key, value in pairs}
 
 
 def restart_paused(root: Path, server: str, environ: Mapping[str, str]) -> int:

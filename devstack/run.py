@@ -7,6 +7,7 @@ an earlier one left behind stops them first and says so (devstack.records)."""
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,8 +52,10 @@ def _stack_env_write(stack: Stack, env: Mapping[str, str]) -> Path:
     site's settings (0600: they hold passwords and the secret key). The site's
     environment has all but the last line."""
     path = stack.settings.root / "stack.env"
+    # Quoted where the shell needs it (PGBOUNCER_ADMIN_URLS holds spaces): make
+    # manage sources this file.
     lines = [f"WEB_URL={stack.web_url}"] + [
-        f"{key}={env[key]}"
+        f"{key}={shlex.quote(env[key])}"
         for key in (
             "DATABASE_URL",
             "DIRECT_DATABASE_URL",

@@ -102,7 +102,9 @@ def restart_under_queries(stack: Stack) -> list[str]:
     """A rolling restart while 3 clients connect and query in a loop; their
     errors. Every process's pid is new after it."""
     before = pids(stack)
-    stop, errors, count = threading.Event(), [], []
+    stop = threading.Event()
+    errors: list[str] = []
+    count: list[int] = []
     url = stack.pooled_url.url()
     workers: list[Any] = [
         threading.Thread(target=_queries, args=(url, stop, errors, count))
