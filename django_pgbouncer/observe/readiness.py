@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -131,7 +132,7 @@ def _saturated(state: PoolState, wait_threshold: float) -> bool:
     # (Clients that wait while servers are missing mean PostgreSQL is unreachable.)
     return any(
         p.clients_waiting and p.maxwait_seconds >= wait_threshold and p.at_limit
-        for p in state.pools
+        for p in state.process_pools()
     )
 
 
@@ -143,7 +144,7 @@ def _servers_missing(state: PoolState) -> bool:
     # for a client waiting on the pool's first login: it cannot tell this.)
     return any(
         p.clients_waiting and p.servers_active + p.servers_idle + p.servers_used == 0
-        for p in state.pools
+        for p in state.process_pools()
     )
 
 
@@ -151,17 +152,20 @@ def readiness_check(
     *,
     conninfo: dict[str, Any],
     admin_url: str | None,
+    admin_urls: Sequence[str] = (),
     timeout: float = 2.0,
     wait_threshold: float = WAIT_THRESHOLD_SECONDS,
 ) -> Readiness:
-    """`conninfo`: psycopg.connect() arguments for the pooled database.
+    """`conninfo`: psycopg.connect() arguments for the pooled database;
+    `admin_urls`: each PgBouncer process's console, when there are several (a
+    pool saturated or without servers in any one of them counts).
 
     The pool is looked at while the query still waits, if it waits: a
     PostgreSQL that is back before the query's timeout (a restart, a crash
     restarted at once) would otherwise pass for a slow "ready"."""
     probe = _QueryProbe(conninfo, timeout)
     waited = not probe.answered(within=LOOK_AFTER_SECONDS)
-    state = pool_state(admin_url, wait_threshold=wait_threshold)
+    state = pool_state(admin_url, admin_urls=admin_urls, wait_threshold=wait_threshold)
     query, answered = probe.answer()
     console = (
         "ok"
@@ -193,17 +197,20 @@ def readiness_cached(
     *,
     conninfo: dict[str, Any],
     admin_url: str | None,
+    admin_urls: Sequence[str] = (),
     max_age: float = CACHE_SECONDS,
 ) -> Readiness:
     """`readiness_check()`, run at most once per `max_age` seconds per process for
     the same servers. Probes that arrive during a check wait for it and share its
     answer, rather than each logging in."""
-    key = (tuple(sorted(conninfo.items())), admin_url)
+    key = (tuple(sorted(conninfo.items())), admin_url, tuple(admin_urls))
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < max_age:
             return hit[1]
-        result = readiness_check(conninfo=conninfo, admin_url=admin_url)
+        result = readiness_check(
+            conninfo=conninfo, admin_url=admin_url, admin_urls=admin_urls
+        )
         _cache[key] = (time.monotonic(), result)
         return result
 

@@ -1,0 +1,132 @@
+"""Several PgBouncer processes on one port: the pool state sums over them and shows
+each one (asked of each process's own console), true to what each console says."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from django_pgbouncer.observe import console_show
+from django_pgbouncer.observe.pool_state import (
+    PoolView,
+    console_address,
+    pool_state,
+    pool_views_sum,
+)
+
+VIEW = PoolView(
+    database="app",
+    user="app",
+    mode="transaction",
+    clients_active=1,
+    clients_waiting=0,
+    servers_active=1,
+    servers_idle=1,
+    servers_used=0,
+    pool_size=2,
+    maxwait_seconds=0.0,
+    queries_per_second=10,
+    transactions_per_second=10,
+    avg_query_ms=1.0,
+    avg_wait_ms=0.0,
+    total_query_count=100,
+    total_xact_count=90,
+)
+
+
+@pytest.mark.parametrize(
+    ("second", "field", "summed"),
+    [
+        ({"clients_active": 4}, "clients_active", 5),
+        ({"clients_waiting": 3}, "clients_waiting", 3),
+        ({"pool_size": 2}, "pool_size", 4),
+        ({"total_query_count": 50}, "total_query_count", 150),
+        ({"maxwait_seconds": 2.5}, "maxwait_seconds", 2.5),
+        ({"avg_query_ms": 4.0, "queries_per_second": 30}, "avg_query_ms", 3.25),
+        ({"avg_query_ms": 3.0, "queries_per_second": 0}, "avg_query_ms", 1.0),
+        ({"at_limit": True}, "at_limit", True),
+        (
+            {"trouble": ("2 clients waiting",)},
+            "trouble",
+            ("process 127.0.1.2:6432: 2 clients waiting",),
+        ),
+    ],
+    ids=[
+        "clients-added",
+        "waiting-added",
+        "pool-sizes-added",
+        "totals-added",
+        "longest-wait",
+        "average-by-rate",
+        "average-of-the-busy-one",
+        "one-full-pool",
+        "trouble-named",
+    ],
+)
+def test_pools_are_summed_over_processes(second, field, summed):
+    (pool,) = pool_views_sum(
+        [("127.0.1.1:6432", [VIEW]), ("127.0.1.2:6432", [replace(VIEW, **second)])]
+    )
+    assert getattr(pool, field) == summed
+
+
+def test_a_pool_only_one_process_has_is_kept():
+    other = replace(VIEW, database="other")
+    pools = pool_views_sum([("a:1", [VIEW]), ("b:1", [VIEW, other])])
+    assert [(p.database, p.clients_active) for p in pools] == [("app", 2), ("other", 1)]
+
+
+def test_a_process_is_named_by_its_console_address_without_password():
+    url = "postgres://stats:s3cret@127.0.1.2:6432/pgbouncer"
+    assert console_address(url) == "127.0.1.2:6432"
+
+
+def app_clients(url: str) -> int:
+    pools = console_show(url, "POOLS")
+    return next((p.cl_active for p in pools if p.database == "app"), 0)
+
+
+@pytest.mark.servers
+def test_the_state_sums_what_each_console_says(processes):
+    conns = [psycopg.connect(processes.url) for _ in range(12)]
+    try:
+        state = pool_state(None, admin_urls=processes.consoles)
+        each = [app_clients(url) for url in processes.consoles]
+    finally:
+        for conn in conns:
+            conn.close()
+    assert state.reachable
+    assert not state.trouble
+    addresses = [p.address for p in state.processes]
+    assert addresses == [console_address(u) for u in processes.consoles]
+    assert addresses[0].startswith("127.0.1.1:")
+    shown = [
+        next(v.clients_active for v in p.pools if v.database == "app")
+        for p in state.processes
+    ]
+    assert shown == each
+    assert all(count > 0 for count in each)  # the shared port reached both
+    (app,) = [p for p in state.pools if p.database == "app"]
+    assert app.clients_active == sum(each) == 12
+    assert app.pool_size == 2 * 2
+
+
+@pytest.mark.servers
+def test_a_process_down_is_trouble_and_the_others_still_show(processes):
+    second = processes.bouncers.processes[1]
+    second.stop()
+    try:
+        state = pool_state(None, admin_urls=processes.consoles)
+    finally:
+        second.restart()
+    assert state.reachable
+    assert state.trouble
+    assert [p.reachable for p in state.processes] == [True, False]
+    assert "did not answer" in state.processes[1].error
+    password = urlsplit(processes.consoles[1]).password
+    assert password
+    assert password not in state.error
+    assert pool_state(None, admin_urls=processes.consoles).processes[1].reachable
