@@ -129,9 +129,17 @@ class Replica(Postgres):
         return str(row[0]) if row else ""
 
     def caught_up_wait(self, timeout: float = CATCH_UP_SECONDS) -> None:
-        """Until it has replayed everything the primary had written when asked."""
+        """Until it has replayed everything the primary had committed when asked."""
         with psycopg.connect(self.primary.superuser_url().url()) as conn:
-            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+            # A commit that waits for its flush flushes all WAL before it, which
+            # is what the replica can receive: an asynchronous commit, or a record
+            # no commit followed, may sit unflushed for seconds. Only a transaction
+            # that wrote WAL waits (an xid alone commits asynchronously): the
+            # message is that WAL.
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = on")
+                conn.execute("SELECT pg_logical_emit_message(true, 'devstack', '')")
+            row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
         target = str(row[0]) if row else "0/0"
         deadline = time.monotonic() + timeout
         with psycopg.connect(self.config.superuser_url().url(), autocommit=True) as c:

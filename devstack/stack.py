@@ -234,10 +234,12 @@ class Stack:
             self.postgres.role_and_database_ensure(
                 self.direct_url, createdb=self.settings.site_createdb
             )
+            self.pgbouncer.start()
+            # After PgBouncer, which stores the role's SCRAM verifier: a replica
+            # copied before would refuse its logins until it replayed that.
             replicas_start(
                 self.postgres, self.replicas, self.secrets["replication_password"]
             )
-            self.pgbouncer.start()
         except BaseException:
             self.stop()
             raise
