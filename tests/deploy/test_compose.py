@@ -459,10 +459,18 @@ def test_pgbouncer_reads_the_files_the_job_writes():
     directory = output_dir()
     assert mount_point("pgbouncer-config", CONFIG_VOLUME) == directory
     assert mount_point("pgbouncer", CONFIG_VOLUME) == directory
-    assert service("pgbouncer")["entrypoint"] == [
-        "pgbouncer",
-        f"{directory}/{INI_NAME}",
-    ]
+    # deploy/pgbouncer.sh, mounted, runs PgBouncer on the job's file.
+    assert service("pgbouncer")["entrypoint"] == ["sh", "/pgbouncer.sh"]
+    assert "./pgbouncer.sh:/pgbouncer.sh:ro" in service("pgbouncer")["volumes"]
+    script = (COMPOSE_FILE.parent / "pgbouncer.sh").read_text()
+    assert f'ini="${{PGBOUNCER_INI:-{directory}/{INI_NAME}}}"' in script
+
+
+def test_the_web_service_reaches_each_pgbouncer_process_s_socket():
+    run_dir = mount_point("pgbouncer", "pgbouncer_run")
+    assert run_dir == mount_point("web", "pgbouncer_run")
+    script = (COMPOSE_FILE.parent / "pgbouncer.sh").read_text()
+    assert f'run_dir="${{PGBOUNCER_RUN_DIR:-{run_dir}}}"' in script
 
 
 def test_pgbouncer_runs_as_the_owner_of_its_files():
@@ -574,7 +582,7 @@ READERS = {
     "db": POSTGRES_IMAGE_VARIABLES | init_variables(),
     "pgbouncer-config": RENDERER_VARIABLES,
     "migrate": SETTINGS_VARIABLES,
-    "pgbouncer": LIBPQ_VARIABLES,
+    "pgbouncer": LIBPQ_VARIABLES | {"PGBOUNCER_PROCESSES"},  # deploy/pgbouncer.sh
     "web": variables_read("config"),
     "maintenance": SETTINGS_VARIABLES | {MAINTENANCE_VARIABLE},
 }
