@@ -174,6 +174,22 @@ NOTES = {
         "was caught in this run. Failures per fault are in the JSON (statuses, "
         "the instants, what the servers said).",
     ),
+    "processes": Note(
+        "2026-11-25 16:22 UTC",
+        "bench.processes: one PgBouncer process (6.) against 2 on one port with "
+        "so_reuseport (6p., devstack.pgbouncers), each before the same "
+        "PostgreSQL, with make run's gunicorn (2 workers x 4 threads) on the "
+        "detail page at 64 clients and pgbench -S at 16 clients, interleaved in 3 "
+        "rounds. The machine was not idle: other work held its load average "
+        "between 20 and 39 on the 2 cores, and the rounds of one configuration "
+        "differ by up to 5x, so the medians show no difference this run can "
+        "vouch for. What it does show: no failed request either way, and each "
+        "process keeps a pool of its own (up to 2 x default_pool_size "
+        "backends). On 2 cores, with 8 web threads, PgBouncer's one core is not "
+        "what limits the site; several processes are for a PgBouncer that "
+        "saturates its core (pgbench -S through one process reached 0.65x of "
+        "direct here) and for rolling restarts.",
+    ),
     "profile-6-gil.txt": Note(
         "6. ours: make run's defaults, PgBouncer {'GUNICORN_CMD_ARGS': "
         "'--reuse-port'}, list page, 16 clients, py-spy --gil",
