@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from django_pgbouncer import database_config, direct_database_config
 from django_pgbouncer.databases import DEFAULT_CONN_HEALTH_CHECKS, DEFAULT_CONN_MAX_AGE
 from django_pgbouncer.errors import ConfigError
+from django_pgbouncer.routing import replica_database_configs
 
 from .env import env_bool, env_int, env_list, env_str, web_processes, web_threads
 
@@ -118,22 +120,39 @@ TEMPLATES = [
 # its URLs with their generated passwords).
 DATABASE_URL = env_str("DATABASE_URL", "postgres://app@127.0.0.1:56432/app")
 DIRECT_DATABASE_URL = env_str("DIRECT_DATABASE_URL")
-DATABASES = {
-    "default": database_config(
-        url=DATABASE_URL,
-        pool_mode=env_str("POOL_MODE", "transaction"),
-        conn_max_age=env_int("CONN_MAX_AGE", DEFAULT_CONN_MAX_AGE),
-        conn_health_checks=env_bool("CONN_HEALTH_CHECKS", DEFAULT_CONN_HEALTH_CHECKS),
-        # The runtime guard against session-state SQL: stop it while developing,
-        # log it in production (where a false alarm must not break a page).
-        guard=env_str("PGBOUNCER_GUARD", "raise" if DEBUG else "log"),
-        pgbouncer_version=env_str("PGBOUNCER_VERSION") or None,
-    ),
+# How every alias through PgBouncer connects (the primary's and the replicas').
+_POOLED: dict[str, Any] = {
+    "pool_mode": env_str("POOL_MODE", "transaction"),
+    "conn_max_age": env_int("CONN_MAX_AGE", DEFAULT_CONN_MAX_AGE),
+    "conn_health_checks": env_bool("CONN_HEALTH_CHECKS", DEFAULT_CONN_HEALTH_CHECKS),
+    # The runtime guard against session-state SQL: stop it while developing,
+    # log it in production (where a false alarm must not break a page).
+    "guard": env_str("PGBOUNCER_GUARD", "raise" if DEBUG else "log"),
+    "pgbouncer_version": env_str("PGBOUNCER_VERSION") or None,
 }
+DATABASES = {"default": database_config(url=DATABASE_URL, **_POOLED)}
 # The session path: PostgreSQL itself, for migrations (used by `migrate` on its own),
 # LISTEN, session advisory locks and server-side cursors over big tables.
 if DIRECT_DATABASE_URL:
     DATABASES["direct"] = direct_database_config(url=DIRECT_DATABASE_URL)
+# Read replicas, each through PgBouncer (a database of its own there): reads go to
+# one that has replayed the client's last write (django_pgbouncer/routing).
+REPLICA_DATABASE_URLS = env_list("REPLICA_DATABASE_URLS")
+if REPLICA_DATABASE_URLS:
+    _REPLICAS = replica_database_configs(urls=REPLICA_DATABASE_URLS, **_POOLED)
+    DATABASES.update(_REPLICAS)
+    DATABASE_ROUTERS = ["django_pgbouncer.routing.ReplicaRouter"]
+    PGBOUNCER_ROUTING = {
+        "replicas": list(_REPLICAS),
+        "max_lag_seconds": env_int("REPLICA_MAX_LAG_SECONDS", 5),
+        "wait_seconds": env_int("REPLICA_WAIT_MS", 0) / 1000,
+    }
+    # Inside the retry (a replica lost under a read runs it again on the primary),
+    # outside the middlewares that read and write sessions.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("config.middleware.SiteBackendLossMiddleware") + 1,
+        "django_pgbouncer.routing.ReadYourWritesMiddleware",
+    )
 PGBOUNCER_ADMIN_URL = env_str("PGBOUNCER_ADMIN_URL")
 # For the connection budget check (`manage.py check --database default`).
 PGBOUNCER_WEB_CAPACITY = {"processes": web_processes(), "threads": web_threads()}

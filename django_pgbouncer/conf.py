@@ -27,6 +27,10 @@ setting                      type                  default, and meaning
                                                    counts as local (``/metrics`` and
                                                    the ``/readyz`` detail want the
                                                    token)
+``PGBOUNCER_ROUTING``        dict                  ``{}``: no replicas. Read by
+                                                   ``django_pgbouncer.routing``; keys
+                                                   and defaults in
+                                                   ``RoutingSettings`` below
 ===========================  ====================  =====================================
 
 ``DATABASES[alias]["PGBOUNCER"]`` (``database_config()`` and
@@ -68,6 +72,7 @@ __all__ = [
     "AppSettings",
     "GuardMode",
     "PoolMode",
+    "RoutingSettings",
     "WebCapacity",
     "alias_conninfo",
     "alias_options",
@@ -75,6 +80,7 @@ __all__ = [
     "app_settings",
     "direct_alias",
     "pooled_aliases",
+    "routing_settings",
     "settings_all",
 ]
 
@@ -86,6 +92,7 @@ _SETTINGS = (
     "ASGI_APPLICATION",
     "WSGI_APPLICATION",
     "SECURE_PROXY_SSL_HEADER",
+    "PGBOUNCER_ROUTING",
 )
 
 
@@ -240,10 +247,70 @@ def settings_all() -> dict[str, Any]:
     return {name: getattr(settings, name) for name in dir(settings) if name.isupper()}
 
 
+# --- PGBOUNCER_ROUTING: where reads may go (django_pgbouncer.routing). ---
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """`PGBOUNCER_ROUTING`, validated: the primary's alias, the replicas' aliases,
+    how far behind (seconds, as the replica reports it) a replica may be and still
+    serve reads, how long a read may wait for a replica to replay the client's
+    last write (0: go to the primary at once), how long a replica's status is
+    reused and a failed replica left alone, and the LSN cookie's name and age."""
+
+    primary: str = "default"
+    replicas: tuple[str, ...] = ()
+    max_lag_seconds: float = 5.0
+    wait_seconds: float = 0.0
+    status_seconds: float = 0.5
+    down_seconds: float = 5.0
+    cookie_name: str = "pgbouncer_lsn"
+    cookie_seconds: int = 300
+
+
+def _routing_parse(raw: object, databases: Mapping[str, Any]) -> RoutingSettings:
+    fix = "see RoutingSettings in django_pgbouncer/conf.py for its keys and types"
+    if not isinstance(raw, Mapping):
+        raise ConfigError("PGBOUNCER_ROUTING", f"{raw!r} is not a dict", fix)
+    known = set(RoutingSettings.__dataclass_fields__)
+    if unknown := sorted(set(raw) - known):
+        raise ConfigError("PGBOUNCER_ROUTING", f"has unknown keys {unknown}", fix)
+    values = {**raw, "replicas": tuple(raw.get("replicas", ()))}
+    for key, value in values.items():
+        default = getattr(RoutingSettings, key, None)
+        if isinstance(default, (int, float)) and (
+            type(value) not in (int, float) or value < 0
+        ):
+            raise ConfigError(
+                f"PGBOUNCER_ROUTING[{key!r}]", f"{value!r} is not a number >= 0", fix
+            )
+        if isinstance(default, str) and not (isinstance(value, str) and value):
+            raise ConfigError(
+                f"PGBOUNCER_ROUTING[{key!r}]", f"{value!r} is not a name", fix
+            )
+    routing = RoutingSettings(**values)
+    for alias in (routing.primary, *routing.replicas):
+        if alias not in databases:
+            raise ConfigError(
+                "PGBOUNCER_ROUTING",
+                f"names the alias {alias!r}, which DATABASES does not have",
+                "name aliases of DATABASES (the replicas' from REPLICA_DATABASE_URLS)",
+            )
+    return routing
+
+
+@functools.cache
+def routing_settings() -> RoutingSettings:
+    """Read once, and again after `override_settings` changes it."""
+    raw = getattr(settings, "PGBOUNCER_ROUTING", None) or {}
+    return _routing_parse(raw, settings.DATABASES)
+
+
 @receiver(setting_changed)
 def _settings_changed(*, setting: str, **kwargs: object) -> None:
     if setting in _SETTINGS:
         app_settings.cache_clear()
+        routing_settings.cache_clear()
 
 
 def alias_conninfo(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from ..errors import ConfigError, ConsoleUnavailable
 from ..guard import Finding
 from .console import console_connect
+from .replicas import replica_metrics_register
 
 __all__ = [
     "PgBouncerCollector",
@@ -223,4 +224,6 @@ def metrics_render(admin_url: str | None) -> bytes:
         registry.register(_Own())
     if admin_url:
         registry.register(PgBouncerCollector(admin_url))
+    multiple = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    replica_metrics_register(registry, multiprocess=multiple)  # routing, lag
     return generate_latest(registry)
