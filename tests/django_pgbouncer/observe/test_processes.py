@@ -4,10 +4,13 @@ each one (asked of each process's own console), true to what each console says."
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from django_pgbouncer.observe import console_show
 from django_pgbouncer.observe.pool_state import (
@@ -15,6 +18,10 @@ from django_pgbouncer.observe.pool_state import (
     console_address,
     pool_state,
     pool_views_sum,
+)
+from django_pgbouncer.observe.process_metrics import (
+    ALL_PROCESSES,
+    PgBouncerProcessesCollector,
 )
 
 VIEW = PoolView(
@@ -130,3 +137,43 @@ def test_a_process_down_is_trouble_and_the_others_still_show(processes):
     assert password
     assert password not in state.error
     assert pool_state(None, admin_urls=processes.consoles).processes[1].reachable
+
+
+def exposition(consoles: list[str]) -> dict[tuple[str, frozenset[Any]], float]:
+    registry = CollectorRegistry()
+    registry.register(PgBouncerProcessesCollector(consoles))
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.servers
+def test_metrics_label_each_process_and_add_them_up(processes):
+    conns = [psycopg.connect(processes.url) for _ in range(12)]
+    try:
+        metrics = exposition(processes.consoles)
+        each = [app_clients(url) for url in processes.consoles]
+    finally:
+        for conn in conns:
+            conn.close()
+    names = [console_address(u) for u in processes.consoles]
+    name = "pgbouncer_pools_client_active_connections"
+    shown = [
+        metrics[
+            (name, frozenset({"database": "app", "user": "app", "process": n}.items()))
+        ]
+        for n in names
+    ]
+    assert shown == each
+    total = {"database": "app", "user": "app", "process": ALL_PROCESSES}
+    assert metrics[(name, frozenset(total.items()))] == sum(each) == 12
+    up = [metrics[("pgbouncer_up", frozenset({"process": n}.items()))] for n in names]
+    assert up == [1, 1]
+    assert metrics[("pgbouncer_up", frozenset({"process": ALL_PROCESSES}.items()))] == 2
+    versions = [k for k in metrics if k[0] == "pgbouncer_version_info"]
+    assert sorted(dict(k[1])["process"] for k in versions) == sorted(names)
+    for url in processes.consoles:
+        assert str(urlsplit(url).password) not in str(metrics)
