@@ -4,7 +4,8 @@ each replica's lag, asked of it at scrape time through its PgBouncer database.
 
 `django_pgbouncer_routes_total{decision, alias}` counts a decision once per
 request that made it (django_pgbouncer.routing.Route names them: replica, write,
-primary_after_write, primary_behind, primary_lagging, primary_down, ...).
+primary_after_write, primary_behind, primary_lagging, primary_down, ...;
+replica_failed: a replica failed under a read-only request, which ran again).
 `django_pgbouncer_replica_up`, `..._replica_lag_seconds` (0 when it has replayed
 all it received; else the age of the last transaction it replayed) and
 `..._replica_lag_bytes` (the primary's WAL insert position minus the replica's

@@ -84,6 +84,8 @@ class Route(StrEnum):
     BEHIND = "primary_behind"  # no replica had replayed the client's last write
     LAGGING = "primary_lagging"  # every replica further behind than the bound
     DOWN = "primary_down"  # every replica unreachable
+    # A replica failed under a read-only request, which ran again (on the primary).
+    REPLICA_FAILED = "replica_failed"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from ..conf import RoutingSettings, routing_settings
-from .lsn import COMMIT_POSITION_SQL, lsn_format, lsn_parse, lsn_record_end
+from ..observe import route_count
+from .lsn import COMMIT_POSITION_SQL, Route, lsn_format, lsn_parse, lsn_record_end
 from .request import (
     RequestRoute,
     request_route,
@@ -108,6 +109,7 @@ class ReadYourWritesMiddleware:
         if failed is not None and state.safe and not state.wrote:
             # Down for a while: the second run's router skips it.
             logger.warning("replica %s failed: the request runs again", failed)
+            route_count(decision=Route.REPLICA_FAILED.value, alias=failed)
             response.close()
             replica_down_mark(failed, routing.down_seconds)
             state, response = self._run(request, client_lsn)

@@ -427,6 +427,7 @@ def test_a_stopped_replica_costs_no_failed_request(replicated, tolerant):
             seen.append((status, body["alias"] if body else ""))
         return seen
 
+    before = metrics(tolerant)
     with ThreadPoolExecutor(6) as pool:
         runs = [pool.submit(reader, n) for n in range(6)]
         time.sleep(1.0)
@@ -438,5 +439,7 @@ def test_a_stopped_replica_costs_no_failed_request(replicated, tolerant):
         assert [s for s, _ in seen if s != 200] == []
         aliases = {alias for _, alias in seen}
         assert aliases == {"replica1", "default"}
+        # The harm was there: reads were running on the replica when it stopped.
+        assert routed(before, metrics(tolerant), "replica_failed", "replica1") >= 1
     finally:
         replica.start()
