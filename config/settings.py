@@ -154,6 +154,8 @@ if REPLICA_DATABASE_URLS:
         "django_pgbouncer.routing.ReadYourWritesMiddleware",
     )
 PGBOUNCER_ADMIN_URL = env_str("PGBOUNCER_ADMIN_URL")
+# Each PgBouncer process's console, space-separated, when several share its port.
+PGBOUNCER_ADMIN_URLS = env_str("PGBOUNCER_ADMIN_URLS")
 # For the connection budget check (`manage.py check --database default`).
 PGBOUNCER_WEB_CAPACITY = {"processes": web_processes(), "threads": web_threads()}
 # /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback only.

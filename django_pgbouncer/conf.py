@@ -14,6 +14,12 @@ setting                      type                  default, and meaning
                                                    unset, the dashboard, ``/metrics``
                                                    and the capacity check cannot see
                                                    the pool
+``PGBOUNCER_ADMIN_URLS``     str or list           ``()``: each PgBouncer process's own
+                                                   console when several share a port
+                                                   (so_reuseport), separated by
+                                                   spaces; the dashboard, ``/metrics``
+                                                   and ``/readyz`` sum over them and
+                                                   show each one
 ``PGBOUNCER_WEB_CAPACITY``   dict                  ``{"processes": 1, "threads": 1}``:
                                                    the web tier's size, for the
                                                    connection budget check
@@ -86,6 +92,7 @@ __all__ = [
 
 _SETTINGS = (
     "DATABASES",
+    "PGBOUNCER_ADMIN_URLS",
     "PGBOUNCER_ADMIN_URL",
     "PGBOUNCER_WEB_CAPACITY",
     "METRICS_TOKEN",
@@ -210,6 +217,8 @@ class AppSettings:
     metrics_token: str
     asgi: bool
     behind_proxy: bool = False
+    # Each PgBouncer process's console when several share a port; () for one.
+    admin_urls: tuple[str, ...] = ()
 
 
 def _web_capacity(value: object) -> WebCapacity:
@@ -227,12 +236,29 @@ def _web_capacity(value: object) -> WebCapacity:
     return WebCapacity(**counts)
 
 
+def _admin_urls(value: object) -> tuple[str, ...]:
+    """PGBOUNCER_ADMIN_URLS: URLs separated by whitespace (which no URL holds), or a
+    list of them."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(v for v in value if v.strip())
+    raise ConfigError(
+        "PGBOUNCER_ADMIN_URLS",
+        f"a {type(value).__name__} is not a list of console URLs",
+        "set it to the URLs separated by spaces, or to a list of them",
+    )
+
+
 @functools.cache
 def app_settings() -> AppSettings:
     """Read once, and again after `override_settings` changes one of them."""
     return AppSettings(
         databases=settings.DATABASES,
         admin_url=getattr(settings, "PGBOUNCER_ADMIN_URL", "") or None,
+        admin_urls=_admin_urls(getattr(settings, "PGBOUNCER_ADMIN_URLS", None)),
         web_capacity=_web_capacity(getattr(settings, "PGBOUNCER_WEB_CAPACITY", None)),
         metrics_token=getattr(settings, "METRICS_TOKEN", "") or "",
         asgi=bool(getattr(settings, "ASGI_APPLICATION", None))

@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .conf import alias_conninfo, app_settings
-from .observe import metrics_render, pool_state
+from .observe import PoolState, metrics_render, pool_state
 from .observe.readiness import readiness_cached
 
 __all__ = [
@@ -81,7 +81,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when a query goes through; 503 otherwise. The status word for
     anyone; the detail (servers, console user, pools) for the METRICS_TOKEN's
     holders and local callers. Checked at most once a second per process."""
-    result = readiness_cached(conninfo=_conninfo(), admin_url=_admin_url())
+    result = readiness_cached(
+        conninfo=_conninfo(),
+        admin_url=_admin_url(),
+        admin_urls=app_settings().admin_urls,
+    )
     if _token_given(request) or caller_is_local(request):
         body = result.as_dict()
     else:
@@ -108,7 +112,13 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = "Bearer"
         return response
-    return HttpResponse(metrics_render(_admin_url()), content_type=CONTENT_TYPE_LATEST)
+    text = metrics_render(_admin_url(), app_settings().admin_urls)
+    return HttpResponse(text, content_type=CONTENT_TYPE_LATEST)
+
+
+def _pool_state() -> PoolState:
+    """The pool, summed over PgBouncer's processes when it has several."""
+    return pool_state(_admin_url(), admin_urls=app_settings().admin_urls)
 
 
 @never_cache
@@ -116,14 +126,14 @@ def _dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "PgBouncer",
-        "state": pool_state(_admin_url()),
+        "state": _pool_state(),
     }
     return render(request, "django_pgbouncer/dashboard.html", context)
 
 
 @never_cache
 def _dashboard_state(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(pool_state(_admin_url()).as_dict())
+    return JsonResponse(_pool_state().as_dict())
 
 
 # Staff only, through the admin's own login.

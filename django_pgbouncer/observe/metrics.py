@@ -6,7 +6,7 @@ PROMETHEUS_MULTIPROC_DIR is set; config/gunicorn.py sets it)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -215,15 +215,20 @@ class _Own(Collector):
             yield from metric.collect()
 
 
-def metrics_render(admin_url: str | None) -> bytes:
-    """The text exposition: PgBouncer (when configured) and the Django side."""
+def metrics_render(admin_url: str | None, admin_urls: Sequence[str] = ()) -> bytes:
+    """The text exposition: PgBouncer (when configured: `admin_urls`, each
+    process's console, when there are several) and the Django side."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Own())
-    if admin_url:
-        registry.register(PgBouncerCollector(admin_url))
+    if len(admin_urls) > 1:
+        from .process_metrics import PgBouncerProcessesCollector  # builds on this
+
+        registry.register(PgBouncerProcessesCollector(admin_urls))
+    elif admin_url or admin_urls:
+        registry.register(PgBouncerCollector(admin_url or admin_urls[0]))
     multiple = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     replica_metrics_register(registry, multiprocess=multiple)  # routing, lag
     return generate_latest(registry)

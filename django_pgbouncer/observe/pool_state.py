@@ -71,6 +71,13 @@ class ProcessState:
     error: str = ""
     version: str = ""
     pools: tuple[PoolView, ...] = ()
+    # Its pools' totals, for the dashboard's row per process.
+    clients_active: int = 0
+    clients_waiting: int = 0
+    servers_active: int = 0
+    servers_idle: int = 0
+    transactions_per_second: int = 0
+    total_xact_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -240,7 +247,18 @@ def _process_state(admin_url: str, wait_threshold: float) -> ProcessState:
         # rather than failing the page or the probe.
         return ProcessState(address, reachable=False, error=str(error))
     version = versions[0].version if versions else ""
-    return ProcessState(address, reachable=True, version=version, pools=views)
+    totals = {
+        name: sum(getattr(v, name) for v in views)
+        for name in (
+            "clients_active",
+            "clients_waiting",
+            "servers_active",
+            "servers_idle",
+            "transactions_per_second",
+            "total_xact_count",
+        )
+    }
+    return ProcessState(address, True, "", version, views, **totals)
 
 
 def pool_state(

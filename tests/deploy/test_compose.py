@@ -600,7 +600,12 @@ def test_each_service_gets_only_the_variables_it_reads(name):
         (
             "migrate",
             SETTINGS_VARIABLES
-            - {"DATABASE_URL", "PGBOUNCER_ADMIN_URL", "METRICS_TOKEN"},
+            - {
+                "DATABASE_URL",
+                "PGBOUNCER_ADMIN_URL",
+                "PGBOUNCER_ADMIN_URLS",
+                "METRICS_TOKEN",
+            },
         ),
         ("pgbouncer-config", RENDERER_VARIABLES - {"PROMETHEUS_MULTIPROC_DIR"}),
     ],

@@ -187,6 +187,43 @@
     return [key, now, row];
   }
 
+  // Several PgBouncer processes: one row each, written afresh on every look.
+  const processCells = [
+    "clients_active",
+    "clients_waiting",
+    "servers_active",
+    "servers_idle",
+    "transactions_per_second",
+    "total_xact_count",
+  ];
+
+  function processesRender(state) {
+    const processes = state.processes || [];
+    document.getElementById("pgb-processes").hidden = processes.length === 0;
+    const rows = processes.map((process) => {
+      const row = document.createElement("tr");
+      row.dataset.process = process.address;
+      row.classList.toggle("pgb-trouble", !process.reachable);
+      const head = document.createElement("th");
+      head.scope = "row";
+      head.dataset.field = "address";
+      head.textContent = process.address;
+      const status = document.createElement("td");
+      status.dataset.field = "status";
+      status.textContent = process.reachable ? process.version : "unreachable";
+      row.append(head, status);
+      for (const name of processCells) {
+        const cell = document.createElement("td");
+        cell.className = "pgb-n";
+        cell.dataset.field = name;
+        cell.textContent = integer.format(process[name]);
+        row.append(cell);
+      }
+      return row;
+    });
+    document.getElementById("pgb-process-rows").replaceChildren(...rows);
+  }
+
   function message(kind, state, strong, text) {
     const li = document.createElement("li");
     li.className = kind;
@@ -204,6 +241,12 @@
     } else if (!state.reachable) {
       items.push(message("error", "unreachable", "PgBouncer is unreachable.", state.error));
     } else {
+      for (const process of state.processes || []) {
+        if (!process.reachable) {
+          items.push(message("error", "process-unreachable",
+            "PgBouncer process " + process.address + " is unreachable.", process.error));
+        }
+      }
       for (const pool of state.pools) {
         if (pool.trouble.length) {
           const li = document.createElement("li");
@@ -257,6 +300,7 @@
   function render(state) {
     statusRender(state);
     messagesRender(state);
+    processesRender(state);
     document.getElementById("pgb-pools").hidden = !state.reachable;
     const seen = new Map();
     const bodies = [];

@@ -28,6 +28,7 @@ STATE_KEYS = {
     "pools",
     "checked_at",
     "trouble",
+    "processes",
 }
 POOL_KEYS = {
     "database",

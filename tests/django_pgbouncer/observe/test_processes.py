@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from django.test import Client
+from django.urls import reverse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -177,3 +179,48 @@ def test_metrics_label_each_process_and_add_them_up(processes):
     assert sorted(dict(k[1])["process"] for k in versions) == sorted(names)
     for url in processes.consoles:
         assert str(urlsplit(url).password) not in str(metrics)
+
+
+@pytest.fixture
+def consoles_configured(settings, processes):
+    settings.PGBOUNCER_ADMIN_URLS = " ".join(processes.consoles)
+    return processes
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+def test_the_metrics_view_shows_each_process_and_their_sum(consoles_configured):
+    text = Client().get("/metrics").content.decode()
+    metrics = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    names = [console_address(u) for u in consoles_configured.consoles]
+    for name in names:
+        assert metrics[("pgbouncer_up", frozenset({"process": name}.items()))] == 1
+    assert metrics[("pgbouncer_up", frozenset({"process": ALL_PROCESSES}.items()))] == 2
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+def test_the_dashboard_shows_each_process_and_their_sum(
+    consoles_configured, client, django_user_model
+):
+    user = django_user_model.objects.create_user("op", password="x", is_staff=True)
+    client.force_login(user)
+    conns = [psycopg.connect(consoles_configured.url) for _ in range(6)]
+    try:
+        state = client.get(reverse("pgbouncer-dashboard-state")).json()
+        html = client.get(reverse("pgbouncer-dashboard")).content.decode()
+    finally:
+        for conn in conns:
+            conn.close()
+    names = [console_address(u) for u in consoles_configured.consoles]
+    assert [p["address"] for p in state["processes"]] == names
+    (app,) = [p for p in state["pools"] if p["database"] == "app"]
+    assert app["clients_active"] == 6
+    assert sum(p["clients_active"] for p in state["processes"]) == 6
+    for name in names:
+        assert f'data-process="{name}"' in html
+    assert 'id="pgb-processes" hidden' not in html
