@@ -9,7 +9,7 @@ backends and their memory are sampled meanwhile. Configurations and tiers are
 interleaved, round after round.
 
     .venv/bin/python -m bench.fanout [--rounds 3] [--seconds 10] [--name fanout]
-        [--configs 3,4,6,6a] [--render]
+        [--configs 3,4,6,6a,6b] [--tiers 8,64,256] [--render]
 
 Results: bench/results/NAME.{json,md,png}; bench.readme quotes fanout.*.
 """
@@ -22,6 +22,7 @@ import dataclasses
 import http.client
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -63,10 +64,15 @@ from .stackinfo import (
 from .targets import fan_targets_evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# Direct persistent, Django's native pool, ours, and ours with gunicorn's
-# reuse_port (proposed in results/proposals*.md), measured alike.
-CONFIGS = ("3", "4", "6", "6a")
-REUSE_PORT = ("6", "reuse_port", {"GUNICORN_CMD_ARGS": "--reuse-port"})
+# Direct persistent, Django's native pool, ours, and two proposals for ours,
+# measured alike: gunicorn's reuse_port (results/proposals*.md), and a keep-alive
+# longer than its default 2 s (a starved client's next request on a kept
+# connection can cross gunicorn closing it as idle: wrk counts a read error).
+CONFIGS = ("3", "4", "6", "6a", "6b")
+VARIANTS = [
+    ("6", "reuse_port", {"GUNICORN_CMD_ARGS": "--reuse-port"}),
+    ("6", "keep-alive 30 s", {"GUNICORN_CMD_ARGS": "--keep-alive 30"}),
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class FanPlan:
     name: str
     configs: tuple[str, ...]
     render_only: bool
+    tiers: tuple[Tier, ...] = TIERS
 
 
 def fan_plan_parse(argv: Sequence[str] | None) -> FanPlan:
@@ -85,6 +92,11 @@ def fan_plan_parse(argv: Sequence[str] | None) -> FanPlan:
     parser.add_argument("--name", default=NAME)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--render", action="store_true")
+    parser.add_argument(
+        "--tiers",
+        default=",".join(str(t.threads) for t in TIERS),
+        help="the tiers to load, by their threads",
+    )
     args = parser.parse_args(argv)
     configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     if args.rounds < 1 or not 1 <= args.seconds <= 60:
@@ -93,15 +105,20 @@ def fan_plan_parse(argv: Sequence[str] | None) -> FanPlan:
         parser.error(f"--configs takes some of {','.join(CONFIGS)}")
     if not args.name.replace("-", "").replace("_", "").isalnum():
         parser.error("--name takes letters, digits, - and _")
-    narrowed = args.rounds < 3 or configs != CONFIGS
+    by_threads = {str(t.threads): t for t in TIERS}
+    wanted = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    if not wanted or not set(wanted) <= set(by_threads):
+        parser.error(f"--tiers takes some of {','.join(by_threads)}")
+    tiers = tuple(by_threads[t] for t in wanted)
+    narrowed = args.rounds < 3 or configs != CONFIGS or tiers != TIERS
     if narrowed and args.name == NAME and not args.render:
         parser.error(f"results/{NAME}.* is the full run: name a smaller one --name")
-    return FanPlan(args.rounds, args.seconds, args.name, configs, args.render)
+    return FanPlan(args.rounds, args.seconds, args.name, configs, args.render, tiers)
 
 
 def fan_configurations(stack: Stack, keys: Sequence[str]) -> list[cfg.Configuration]:
     chosen = cfg.configurations(stack, os.environ)
-    chosen += cfg.variants(chosen, [REUSE_PORT])
+    chosen += cfg.variants(chosen, VARIANTS)
     return [c for c in chosen if c.key in keys]
 
 
@@ -145,8 +162,23 @@ def _url(child: Child, path: str) -> str:
     return url
 
 
-def wrk_each(urls: Sequence[str], *, clients: int, seconds: int) -> list[WrkResult]:
-    """One wrk per URL at once (a thread each), `clients` connections each."""
+_SOCKETS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+
+
+def socket_errors_parse(out: str) -> dict[str, int]:
+    """wrk's socket errors by kind (none printed: none happened)."""
+    found = _SOCKETS.search(out)
+    counts = [int(g) for g in found.groups()] if found else [0, 0, 0, 0]
+    return dict(zip(("connect", "read", "write", "timeout"), counts, strict=True))
+
+
+def wrk_each(
+    urls: Sequence[str], *, clients: int, seconds: int
+) -> list[tuple[WrkResult, dict[str, int]]]:
+    """One wrk per URL at once (a thread each), `clients` connections each; its
+    numbers and its socket errors by kind."""
     argv = [WRK, "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", WRK_TIMEOUT]
     procs = [
         subprocess.Popen(
@@ -162,7 +194,7 @@ def wrk_each(urls: Sequence[str], *, clients: int, seconds: int) -> list[WrkResu
         out, err = proc.communicate(timeout=seconds + 60)
         if proc.returncode != 0:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {err}")
-        results.append(wrk_parse(out))
+        results.append((wrk_parse(out), socket_errors_parse(out)))
     return results
 
 
@@ -208,6 +240,9 @@ def point_measure(
 ) -> FanRun:  # fmt: skip
     pooled = config.env.get("DATABASE_URL") == stack.pooled_url.url()
     server_connections_reset(stack)
+    superuser = stack.postgres.config.superuser_url().url()
+    sampler = BackendSampler(superuser, APP_DB)
+    sampler.open()
     children = nodes_start(stack, config, tier)
     try:
         urls = [_url(child, path) for child in children]
@@ -216,14 +251,18 @@ def point_measure(
         _drain(children, path)
         per_request = xacts_per_request(stack, children[0], path) if pooled else None
         before = _xact_totals(stack) if pooled else (0, 0)
-        superuser = stack.postgres.config.superuser_url().url()
-        with BackendSampler(superuser, APP_DB) as sampled:
-            results = wrk_each(urls, clients=clients, seconds=seconds)
+        with sampler as sampled:
+            measured = wrk_each(urls, clients=clients, seconds=seconds)
         after = _xact_totals(stack) if pooled else (0, 0)
         _drain(children, path)
     finally:
         nodes_stop(children)
+        sampler.close()
     xacts, xact_us = after[0] - before[0], after[1] - before[1]
+    results = [result for result, _ in measured]
+    sockets = {
+        kind: sum(errors[kind] for _, errors in measured) for kind in measured[0][1]
+    }
     p99s = [r.p99_ms for r in results if r.p99_ms is not None]
     return FanRun(
         config=config.label,
@@ -232,6 +271,8 @@ def point_measure(
         rps=round(sum(r.rps for r in results), 1),
         requests=sum(r.requests for r in results),
         failed=sum(r.errors for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sockets,
         p99_ms=max(p99s) if p99s else None,
         peak_backends=sampled.peak,
         peak_pss_mib=round(sampled.peak_pss_kib / 1024, 1),
@@ -260,7 +301,7 @@ def rounds_run(
     for round_no in range(1, plan.rounds + 1):
         shift = (round_no - 1) % len(chosen)
         for config in chosen[shift:] + chosen[:shift]:
-            for tier in TIERS:
+            for tier in plan.tiers:
                 run = point_measure(
                     stack, config, tier, path, seconds=plan.seconds, round_no=round_no
                 )
@@ -280,7 +321,7 @@ def context_describe(stack: Stack, plan: FanPlan, path: str) -> dict[str, Any]:
         "rounds": plan.rounds,
         "seconds": plan.seconds,
         "warmup_seconds": WARMUP_SECONDS,
-        "tiers": [dataclasses.asdict(t) for t in TIERS],
+        "tiers": [dataclasses.asdict(t) for t in plan.tiers],
         "path": path,
         "pool": pool_size(stack),
         "max_connections": max_connections(stack.postgres.config.superuser_url().url()),

@@ -68,6 +68,10 @@ class FanRun:
     # connection over the run.
     xacts_per_request: float | None = None
     xact_ms: float | None = None
+    # How `failed` splits: responses other than 2xx/3xx, and wrk's socket errors
+    # by kind (connect, read, write, timeout). None: not recorded.
+    non_2xx: int | None = None
+    socket_errors: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,15 @@ class FanCell:
     p99_ms: float | None
     xacts_per_request: float | None
     xact_ms: float | None
+    failed_kinds: str = ""  # of the worst round, e.g. "non-2xx 3, timeout 1"
+
+
+def failed_kinds(run: FanRun) -> str:
+    """What `run`'s failures were, as far as it recorded them."""
+    if run.non_2xx is None or run.socket_errors is None:
+        return ""
+    kinds = {"non-2xx": run.non_2xx, **run.socket_errors}
+    return ", ".join(f"{kind} {count}" for kind, count in kinds.items() if count)
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -113,6 +126,7 @@ def cells_of(runs: Sequence[FanRun]) -> list[FanCell]:
             p99_ms=_median([r.p99_ms for r in group]),
             xacts_per_request=_median([r.xacts_per_request for r in group]),
             xact_ms=_median([r.xact_ms for r in group]),
+            failed_kinds=failed_kinds(max(group, key=lambda r: r.failed)),
         )
         for (config, threads), group in sorted(
             groups.items(), key=lambda item: (item[0][0], item[0][1])
@@ -123,7 +137,8 @@ def cells_of(runs: Sequence[FanRun]) -> list[FanCell]:
 def _failed(cell: FanCell) -> str:
     if cell.failed_max == 0:
         return "0"
-    return f"{cell.failed_median:,.0f} (max {cell.failed_max:,})"
+    kinds = f": {cell.failed_kinds}" if cell.failed_kinds else ""
+    return f"{cell.failed_median:,.0f} (max {cell.failed_max:,}{kinds})"
 
 
 def _ms(value: float | None) -> str:
@@ -157,6 +172,10 @@ def fanout_table(cells: Sequence[FanCell]) -> list[str]:
 
 def conditions(context: dict[str, Any]) -> list[str]:
     tiers = "; ".join(Tier(**t).label for t in context["tiers"])
+    pool = ", ".join(
+        f"{key} {context['pool'][key]}"
+        for key in ("default_pool_size", "reserve_pool_size", "max_client_conn")
+    )
     return [
         f"Run: `{context['command']}` on {context['date']}, commit "
         f"{context['commit']}; {context['machine']}; {context['versions']}.",
@@ -165,8 +184,8 @@ def conditions(context: dict[str, Any]) -> list[str]:
         f"interleaved, {context['seconds']} s of load after a "
         f"{context['warmup_seconds']} s warm-up, on the detail page "
         f"(`{context['path']}`); one wrk per node, two connections per web "
-        f"thread; medians of the rounds. Tiers: {tiers}. PgBouncer: "
-        f"{context['pool']} (the renderer's defaults); PostgreSQL "
+        f"thread; medians of the rounds. Tiers: {tiers}. PgBouncer: {pool} (the "
+        "renderer's defaults); PostgreSQL "
         f"max_connections {context['max_connections']}. Backends are PostgreSQL's "
         "client backends on the site's database, sampled from pg_stat_activity "
         "every 0.1 s; their memory, the sum over them of /proc/PID/smaps_rollup "
@@ -194,7 +213,7 @@ def markdown(
 
 _PANELS = (
     ("rps_median", "req/s, 2xx (median)"),
-    ("failed_median", "failed requests (median)"),
+    ("failed_max", "failed requests (worst round)"),
     ("backends_max", "PostgreSQL backends (peak)"),
     ("pss_mib_median", "backends' memory, PSS MiB"),
 )

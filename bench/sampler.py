@@ -51,8 +51,8 @@ def max_connections(superuser_url: str) -> int:
 
 class BackendSampler:
     """Samples the client backends on `dbname` every `interval` seconds from a
-    thread, over a superuser connection of its own; after exit: `peak`, and the
-    peaks of their summed Rss and Pss (KiB)."""
+    thread, over a superuser connection of its own (`open` it before the load);
+    after exit: `peak`, and the peaks of their summed Rss and Pss (KiB)."""
 
     def __init__(self, superuser_url: str, dbname: str, interval: float = 0.1) -> None:
         self.url, self.dbname, self.interval = superuser_url, dbname, interval
@@ -74,8 +74,14 @@ class BackendSampler:
             tick += 1
             self._stop.wait(self.interval)
 
+    def open(self) -> None:
+        """Connect now: under a load that takes every slot, even a superuser's
+        login can be refused while the others' logins are being turned away."""
+        if self._conn is None:
+            self._conn = psycopg.connect(self.url, autocommit=True)
+
     def __enter__(self) -> BackendSampler:
-        self._conn = psycopg.connect(self.url, autocommit=True)
+        self.open()
         self._thread.start()
         return self
 
@@ -87,5 +93,8 @@ class BackendSampler:
     ) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self.close()
+
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

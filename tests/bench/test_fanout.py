@@ -3,8 +3,15 @@ and its targets (no servers, no load)."""
 
 import pytest
 
-from bench.fanout import CONFIGS, fan_plan_parse
-from bench.fanout_report import TIERS, FanRun, Tier, cells_of, fanout_table
+from bench.fanout import CONFIGS, fan_plan_parse, socket_errors_parse
+from bench.fanout_report import (
+    TIERS,
+    FanRun,
+    Tier,
+    cells_of,
+    failed_kinds,
+    fanout_table,
+)
 from bench.sampler import smaps_rollup_parse
 from bench.targets import fan_targets_evaluate
 
@@ -152,3 +159,40 @@ def line_of(lines, start):
 def test_fanout_targets(cells, start, verdict):
     line = line_of(fan_targets_evaluate(cells, pool=20), start)
     assert line.split(" ", 1)[0] == verdict
+
+
+def test_socket_errors_by_kind():
+    out = "  Socket errors: connect 0, read 2, write 0, timeout 5\n"
+    assert socket_errors_parse(out) == {
+        "connect": 0,
+        "read": 2,
+        "write": 0,
+        "timeout": 5,
+    }
+    assert sum(socket_errors_parse("no errors line").values()) == 0
+
+
+def test_a_cell_says_what_its_worst_round_failed_with():
+    worst = FanRun(
+        **{
+            **run("6", 256, rnd=2, failed=6).__dict__,
+            "non_2xx": 1,
+            "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 5},
+        }
+    )
+    (cell,) = cells_of([run("6", 256, rnd=1, failed=0), worst])
+    assert cell.failed_kinds == "non-2xx 1, timeout 5"
+    assert "3 (max 6: non-2xx 1, timeout 5)" in fanout_table([cell])[2]
+
+
+def test_unrecorded_failure_kinds_say_nothing():
+    assert failed_kinds(run("6", 8, failed=2)) == ""
+
+
+def test_the_plan_takes_some_tiers():
+    plan = fan_plan_parse(["--tiers", "256", "--name", "diag", "--configs", "6"])
+    assert [t.threads for t in plan.tiers] == [256]
+    with pytest.raises(SystemExit):
+        fan_plan_parse(["--tiers", "100", "--name", "diag"])
+    with pytest.raises(SystemExit):
+        fan_plan_parse(["--tiers", "8"])  # the full run's name for a part of it
