@@ -79,14 +79,16 @@ def _primary_lsn(routing: RoutingSettings) -> int | None:
 
 
 def _replica_failed(state: RequestRoute) -> str | None:
-    """The replica that failed this run: a statement fault, or a connection
-    error (a failed connect runs no statement)."""
+    """The replica that failed this run: a fault or a recovery conflict in a
+    statement, or a connect that failed (it runs no statement, and leaves no
+    connection). Any other error (a mistake in the SQL) is the view's."""
     if state.replica_fault is not None:
         return state.replica_fault
     chosen = state.replica
-    if chosen is not None and connections[chosen].errors_occurred:
-        return chosen
-    return None
+    if chosen is None:
+        return None
+    conn = connections[chosen]
+    return chosen if conn.errors_occurred and conn.connection is None else None
 
 
 class ReadYourWritesMiddleware:
@@ -107,12 +109,13 @@ class ReadYourWritesMiddleware:
         state, response = self._run(request, client_lsn)
         failed = _replica_failed(state)
         if failed is not None and state.safe and not state.wrote:
-            # Down for a while: the second run's router skips it.
             logger.warning("replica %s failed: the request runs again", failed)
             route_count(decision=Route.REPLICA_FAILED.value, alias=failed)
             response.close()
-            replica_down_mark(failed, routing.down_seconds)
-            state, response = self._run(request, client_lsn)
+            if not state.replica_conflict:  # down a while: later requests skip it
+                replica_down_mark(failed, routing.down_seconds)
+            # The second run reads from the primary, whatever the replicas say.
+            state, response = self._run(request, client_lsn, fallback=Route.DOWN)
         if state.wrote:
             lsn = _primary_lsn(routing)
             if lsn is not None:
@@ -128,9 +131,17 @@ class ReadYourWritesMiddleware:
         return response
 
     def _run(
-        self, request: HttpRequest, client_lsn: int | None
+        self,
+        request: HttpRequest,
+        client_lsn: int | None,
+        *,
+        fallback: Route | None = None,
     ) -> tuple[RequestRoute, HttpResponseBase]:
-        state = RequestRoute(safe=request.method in SAFE_METHODS, client_lsn=client_lsn)
+        state = RequestRoute(
+            safe=request.method in SAFE_METHODS,
+            client_lsn=client_lsn,
+            fallback=fallback,
+        )
         token = request_route_set(state)
         try:
             return state, self.get_response(request)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from django.db import DatabaseError, connections
 from psycopg.sql import Composable
 
@@ -23,6 +24,7 @@ from .status import replica_down_mark
 
 __all__ = [
     "RequestRoute",
+    "recovery_conflict",
     "request_route",
     "request_route_reset",
     "request_route_set",
@@ -41,6 +43,7 @@ class RequestRoute:
     replica: str | None = None  # where its reads go, once chosen
     fallback: Route | None = None  # why they go to the primary, once decided
     replica_fault: str | None = None
+    replica_conflict: bool = False  # the replica cancelled a query, and is fine
     counted: set[tuple[Route, str]] = field(default_factory=set)
 
 
@@ -93,9 +96,21 @@ class WriteRecorder:
         return execute(sql, params, many, context)
 
 
+def recovery_conflict(error: BaseException) -> bool:
+    """A query a hot standby cancelled because replaying the primary's WAL needed
+    what it held (a lock, a row version): the replica is fine, the query is not."""
+    raw = error if isinstance(error, psycopg.Error) else error.__cause__
+    return (
+        isinstance(raw, psycopg.Error)
+        and raw.sqlstate == "40001"
+        and "conflict with recovery" in str(raw)
+    )
+
+
 class ReplicaFaultRecorder:
     """On a replica: a connection fault marks it down, and the request as one
-    to run again on the primary (ReadYourWritesMiddleware)."""
+    to run again on the primary (ReadYourWritesMiddleware); so does a recovery
+    conflict, without marking it down."""
 
     def __init__(self, alias: str, down_seconds: float) -> None:
         self.alias, self.down_seconds = alias, down_seconds
@@ -113,10 +128,14 @@ class ReplicaFaultRecorder:
         except DatabaseError as error:
             conn = context["connection"]
             closed = conn.connection is None or conn.connection.closed
-            if fault_classify(error, connection_closed=closed) is not None:
-                state = _current.get()
-                if state is not None:
-                    state.replica_fault = self.alias
+            conflict = recovery_conflict(error)
+            fault = (
+                None if conflict else fault_classify(error, connection_closed=closed)
+            )
+            state = _current.get()
+            if state is not None and (conflict or fault is not None):
+                state.replica_fault, state.replica_conflict = self.alias, conflict
+            if fault is not None:
                 replica_down_mark(self.alias, self.down_seconds, close=False)
             raise
 

@@ -30,6 +30,17 @@ def get(request: HttpRequest, key: str) -> JsonResponse:
     return JsonResponse(_read(key))
 
 
+def slow(request: HttpRequest, key: str) -> JsonResponse:
+    """A read that holds its table `?sleep=` seconds (pg_sleep in the same query)."""
+    alias = Post.objects.filter(title=key).db
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_sleep(%s) /* routing_slow */, count(*) FROM core_post",
+            [float(request.GET.get("sleep", "1"))],
+        )
+    return JsonResponse(_read(key))
+
+
 def bump(request: HttpRequest, key: str) -> JsonResponse:
     """A GET that writes between two reads (a view counter, say)."""
     before = _read(key)
@@ -46,6 +57,7 @@ urlpatterns = [
     path("routing/put/<slug:key>/<slug:value>", put),
     path("routing/get/<slug:key>", get),
     path("routing/bump/<slug:key>", bump),
+    path("routing/slow/<slug:key>", slow),
     path("routing/atomic/<slug:key>", atomic),
     path("", include("config.urls")),
 ]

@@ -215,7 +215,10 @@ def site(stack: Stack, **variables: str) -> Iterator[str]:
     """gunicorn (1 worker, 8 threads) serving the routing views with the stack's
     replica, on a port of its own (two sites may run at once); yields its URL."""
     stack = copy.copy(stack)
-    stack.settings = replace(stack.settings, web_port=port_pick())
+    port = port_pick()
+    # Its own log and metrics folder too: gunicorn empties that folder at start.
+    root = stack.settings.root / f"site-{port}"
+    stack.settings = replace(stack.settings, web_port=port, root=root)
     env = {
         **web_env(stack),
         "DJANGO_SETTINGS_MODULE": "tests.django_pgbouncer.routing_settings",
@@ -410,6 +413,48 @@ def test_a_replica_past_the_lag_bound_is_skipped(replicated):
             after = metrics(base)
     assert got == {"content": "new", "alias": "default", "replica": False}
     assert routed(before, after, "primary_lagging", "default") == 1
+
+
+@contextmanager
+def standby_delay(stack: Stack, setting: str) -> Iterator[psycopg.Connection[Any]]:
+    """The replica's max_standby_streaming_delay for the block; yields a superuser
+    connection to it."""
+    url = stack.replicas[0].config.superuser_url("app").url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET max_standby_streaming_delay = '{setting}'")
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            yield conn
+        finally:
+            conn.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+            conn.execute("SELECT pg_reload_conf()")
+
+
+@pytest.mark.servers
+def test_a_read_the_replica_cancels_runs_again_on_the_primary(replicated, tolerant):
+    """A hot standby cancels a query that holds what replaying the primary's WAL
+    needs (here a lock, after 100 ms): a recovery conflict, an error on the
+    replica. The request runs again on the primary and answers 200."""
+    before = metrics(tolerant)
+    with standby_delay(replicated, "100ms") as replica, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(
+            Browser(tolerant).call, f"/routing/slow/{new_key()}?sleep=2"
+        )
+        deadline = time.monotonic() + 10
+        while not replica.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%%routing_slow%%'"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        ).fetchone():
+            assert time.monotonic() < deadline, (
+                "the slow read never reached the replica"
+            )
+            time.sleep(0.05)
+        primary = replicated.postgres.config.superuser_url("app").url()
+        with psycopg.connect(primary) as conn:
+            conn.execute("LOCK TABLE core_post IN ACCESS EXCLUSIVE MODE")
+        status, body = answer.result(timeout=30)
+    assert (status, body["alias"]) == (200, "default")
+    assert routed(before, metrics(tolerant), "replica_failed", "replica1") == 1
 
 
 @pytest.mark.servers
