@@ -4,6 +4,7 @@
 
 PY := .venv/bin/python
 
+# DEVSTACK_PGBOUNCER_PROCESSES=N make run: N PgBouncer processes on one port.
 run: bootstrap
 	$(PY) -m devstack
 
