@@ -415,6 +415,23 @@ def test_a_replica_past_the_lag_bound_is_skipped(replicated):
     assert routed(before, after, "primary_lagging", "default") == 1
 
 
+@pytest.mark.servers
+def test_a_read_may_wait_for_the_replica_to_catch_up(replicated):
+    """REPLICA_WAIT_MS: the writer's read waits for the replica (1 s behind) to
+    replay its write, polling on PostgreSQL 15, and reads it there."""
+    key = new_key()
+    with site(
+        replicated, REPLICA_MAX_LAG_SECONDS="600", REPLICA_WAIT_MS="5000"
+    ) as base:
+        writer = Browser(base)
+        writer.read(f"/routing/put/{key}/old", post=True)
+        replayed(replicated)
+        with lag(replicated, 1.0):
+            writer.read(f"/routing/put/{key}/new", post=True)
+            got = writer.read(f"/routing/get/{key}")
+    assert got == {"content": "new", "alias": "replica1", "replica": True}
+
+
 @contextmanager
 def standby_delay(stack: Stack, setting: str) -> Iterator[psycopg.Connection[Any]]:
     """The replica's max_standby_streaming_delay for the block; yields a superuser
