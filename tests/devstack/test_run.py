@@ -56,6 +56,7 @@ def test_run_serves_stops_and_keeps_data(ports, scratch):
             "DATABASE_URL",
             "DIRECT_DATABASE_URL",
             "PGBOUNCER_ADMIN_URL",
+            "PGBOUNCER_ADMIN_URLS",
             "PGBOUNCER_MAINTENANCE_URL",
             "DJANGO_DEBUG",
             "DJANGO_HTTPS",
