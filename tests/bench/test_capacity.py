@@ -141,3 +141,6 @@ def test_littles_law_on_the_measured_costs_stays_within_the_pool():
         assert need.clients == cell.threads
         assert need.pool <= context["pool"]["limit"], (cell, need)
         assert need.busy_backends <= cell.backends_max, (cell, need)
+        # And on the cell's own costs, inflated by the CPU the tier shares.
+        busy = cell.rps_median * cell.xacts_per_request * cell.xact_ms / 1000
+        assert busy <= cell.backends_max, cell
