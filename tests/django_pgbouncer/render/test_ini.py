@@ -4,7 +4,7 @@ import configparser
 
 import pytest
 
-from bench.fanout import TIERS
+from bench.fanout_report import TIERS
 from django_pgbouncer import ConfigError
 from django_pgbouncer.checks import Capacity, capacity_problems
 from django_pgbouncer.render import (
