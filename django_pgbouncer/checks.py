@@ -60,6 +60,9 @@ class Capacity:
     max_connections: int  # PostgreSQL
     superuser_reserved_connections: int  # PostgreSQL
     kept_direct_aliases: int = 0  # direct aliases with CONN_MAX_AGE != 0
+    # PgBouncer processes on one port (so_reuseport): each takes max_client_conn
+    # clients and keeps pools of its own.
+    pgbouncer_processes: int = 1
 
     @property
     def clients(self) -> int:
@@ -74,7 +77,7 @@ class Capacity:
         per_pool = self.default_pool_size + self.reserve_pool_size
         if self.max_db_connections:
             per_pool = min(per_pool, self.max_db_connections)
-        return self.pools * per_pool
+        return self.pgbouncer_processes * self.pools * per_pool
 
     @property
     def direct_servers(self) -> int:
@@ -110,14 +113,16 @@ def _direct_text(c: Capacity) -> str:
 def capacity_problems(c: Capacity) -> list[tuple[str, str]]:
     """(check id, message) for every limit the configuration can exceed."""
     problems = []
-    if c.clients > c.max_client_conn:
+    if c.clients > c.max_client_conn * c.pgbouncer_processes:
         problems.append(
             (
                 "django_pgbouncer.E007",
                 f"{c.processes} processes x {c.threads} threads x {c.pooled_aliases} "
                 f"pooled aliases can hold {c.clients} client connections, but "
-                f"PgBouncer's max_client_conn is {c.max_client_conn}: the rest are "
-                "refused with 'no more connections allowed (max_client_conn)'",
+                f"{c.pgbouncer_processes} PgBouncer process(es) of max_client_conn "
+                f"{c.max_client_conn} take {c.max_client_conn * c.pgbouncer_processes}"
+                ": the rest are refused with 'no more connections allowed "
+                "(max_client_conn)'",
             )
         )
     if c.backends > c.server_slots:
@@ -125,7 +130,8 @@ def capacity_problems(c: Capacity) -> list[tuple[str, str]]:
             (
                 "django_pgbouncer.E008",
                 f"PgBouncer may open {c.pool_servers} server connections "
-                f"({c.pools} pools x (default_pool_size {c.default_pool_size} + "
+                f"({c.pgbouncer_processes} process(es) x {c.pools} pools x "
+                f"(default_pool_size {c.default_pool_size} + "
                 f"reserve_pool_size {c.reserve_pool_size})) and the direct side "
                 f"{c.direct_servers} more ({_direct_text(c)}), but PostgreSQL "
                 f"allows {c.server_slots} (max_connections {c.max_connections} - "
@@ -311,26 +317,31 @@ class _Limits:
     """What the capacity check asks of PgBouncer and PostgreSQL."""
 
     pgbouncer: dict[str, str]  # SHOW CONFIG
-    pools: int
+    pools: int  # the most a process has
+    processes: int
     max_connections: int
     superuser_reserved_connections: int
 
 
-def _limits_ask(admin_url: str, alias: str, names: set[str]) -> _Limits:
+def _limits_ask(admin_urls: Sequence[str], alias: str, names: set[str]) -> _Limits:
+    """Each PgBouncer process's console (one render: the first's CONFIG)."""
     from django.db import connections
 
-    with console_connect(admin_url) as console:
-        config = {item.key: str(item.value) for item in console.show("CONFIG")}
-        # The pools of the aliases' own databases: the `*` fallback also keeps
-        # pools for others (test databases, psql to postgres) for an hour.
-        pools = sum(1 for p in console.show("POOLS") if p.database in names)
+    pools, config = 0, dict[str, str]()
+    for url in admin_urls:
+        with console_connect(url) as console:
+            config = config or {i.key: str(i.value) for i in console.show("CONFIG")}
+            # The pools of the aliases' own databases: the `*` fallback also keeps
+            # pools for others (test databases, psql to postgres) for an hour.
+            mine = sum(1 for p in console.show("POOLS") if p.database in names)
+            pools = max(pools, mine)
     with connections[alias].cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('max_connections')::int,"
             " current_setting('superuser_reserved_connections')::int"
         )
         max_connections, reserved = cursor.fetchone()
-    return _Limits(config, pools or 1, max_connections, reserved)
+    return _Limits(config, pools or 1, len(admin_urls), max_connections, reserved)
 
 
 # E008 does not depend on the web tier's size (PgBouncer queues its clients), so
@@ -355,12 +366,13 @@ def capacity_check(
     conf = app_settings()
     databases = kwargs.get("databases")
     pooled = pooled_aliases(conf.databases)
-    if not databases or not conf.admin_url or not set(databases) & set(pooled):
+    consoles = conf.admin_urls or ((conf.admin_url,) if conf.admin_url else ())
+    if not databases or not consoles or not set(databases) & set(pooled):
         return []
     alias = next(a for a in databases if a in pooled)
     names = {str(entry.get("NAME")) for entry in pooled.values()}
     try:
-        limits = _limits_ask(conf.admin_url, alias, names)
+        limits = _limits_ask(consoles, alias, names)
     except (
         ConsoleUnavailable,
         ConfigError,
@@ -390,6 +402,7 @@ def capacity_check(
         default_pool_size=int(limits.pgbouncer["default_pool_size"]),
         reserve_pool_size=int(limits.pgbouncer["reserve_pool_size"]),
         pools=limits.pools,
+        pgbouncer_processes=limits.processes,
         max_db_connections=int(limits.pgbouncer["max_db_connections"]),
         max_connections=limits.max_connections,
         superuser_reserved_connections=limits.superuser_reserved_connections,

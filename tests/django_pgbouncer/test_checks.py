@@ -14,6 +14,7 @@ from django_pgbouncer.checks import (
     config_problems,
     migration_problems,
 )
+from tests.django_pgbouncer.observe.conftest import processes  # noqa: F401
 
 POOLED = "postgres://app:pw@pgbouncer:6432/app"
 DIRECT = "postgres://app:pw@db:5432/app"
@@ -223,6 +224,9 @@ def capacity(**changes):
             ["django_pgbouncer.E008"],
         ),
         ({"processes": 30, "threads": 4}, ["django_pgbouncer.E007"]),
+        ({"processes": 30, "threads": 4, "pgbouncer_processes": 2}, []),
+        ({"pgbouncer_processes": 4}, []),
+        ({"pgbouncer_processes": 5}, ["django_pgbouncer.E008"]),
     ],
     ids=[
         "fits",
@@ -241,6 +245,9 @@ def capacity(**changes):
         "kept-direct-alias-both",
         "kept-direct-alias-threads-count",
         "big-tier-only-e007",
+        "two-pgbouncers-take-twice-the-clients",
+        "four-pgbouncers-pools-fit",
+        "five-pgbouncers-pools-do-not",
     ],
 )
 def test_capacity_problems(changes, expected):
@@ -423,3 +430,27 @@ def test_capacity_check_warns_on_a_malformed_console_url(settings, capsys):
     assert "django_pgbouncer.W009" in text
     assert "PGBOUNCER_ADMIN_URL" in text
     assert "se/cret" not in text
+
+
+@pytest.mark.servers
+@pytest.mark.django_db
+def test_capacity_check_counts_each_pgbouncer_process_pools(
+    settings,
+    monkeypatch,
+    superuser_conn,
+    processes,  # noqa: F811 (the fixture of tests/django_pgbouncer/observe)
+):
+    """Two PgBouncer processes on one port (each pool 2) may open two pools'
+    worth of servers: the check asks each console (PGBOUNCER_ADMIN_URLS)."""
+    slots = superuser_conn.execute(
+        "SELECT current_setting('max_connections')::int"
+        " - current_setting('superuser_reserved_connections')::int"
+    ).fetchone()[0]
+    settings.PGBOUNCER_ADMIN_URLS = processes.consoles
+    direct_kept(settings, monkeypatch)
+    threads = slots - 2 * 2  # exactly full with both processes' pools
+    settings.PGBOUNCER_WEB_CAPACITY = {"processes": 1, "threads": threads}
+    call_command("check", databases=["default"], tags=["database"])
+    settings.PGBOUNCER_WEB_CAPACITY = {"processes": 1, "threads": threads + 1}
+    with pytest.raises(SystemCheckError, match=r"2 process\(es\) x 1 pools"):
+        call_command("check", databases=["default"], tags=["database"])
