@@ -45,7 +45,7 @@ class Measured:
 class Need:
     clients: int  # PgBouncer's max_client_conn at least (E007)
     busy_backends: float  # server connections in use on average
-    pool: int  # default_pool_size to set (and the backends PostgreSQL holds)
+    pool: int  # default_pool_size to set, in each PgBouncer process
     backends: int  # the checks' Capacity.backends with that pool (E008's side)
     pgbouncer_processes: int
     servers: int  # PostgreSQL servers: the primary and its replicas
@@ -59,7 +59,9 @@ def capacity_need(
     need, one pooled alias and one direct alias (the site's settings)."""
     xacts = rate * measured.xacts_per_request
     busy = xacts * measured.xact_ms / 1000
-    pool = max(1, math.ceil(busy * HEADROOM))
+    bouncers = max(1, math.ceil(xacts / measured.pgbouncer_tps))
+    # Each PgBouncer process keeps a pool of its own: the pool is split.
+    pool = max(1, math.ceil(busy * HEADROOM / bouncers))
     budget = Capacity(
         processes=processes,
         threads=threads,
@@ -72,6 +74,7 @@ def capacity_need(
         max_db_connections=0,
         max_connections=MAX_CONNECTIONS,
         superuser_reserved_connections=RESERVED,
+        pgbouncer_processes=bouncers,
     )
     servers = max(1, math.ceil(xacts / measured.server_tps))
     return Need(
@@ -79,7 +82,7 @@ def capacity_need(
         busy_backends=round(busy, 2),
         pool=pool,
         backends=budget.backends,
-        pgbouncer_processes=max(1, math.ceil(xacts / measured.pgbouncer_tps)),
+        pgbouncer_processes=bouncers,
         servers=servers,
         replicas=servers - 1,
     )
