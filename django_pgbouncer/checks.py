@@ -27,6 +27,7 @@ __all__ = [
     "Capacity",
     "capacity_problems",
     "config_problems",
+    "keeps_connections",
     "migration_problems",
 ]
 
@@ -92,6 +93,14 @@ class Capacity:
     @property
     def server_slots(self) -> int:
         return self.max_connections - self.superuser_reserved_connections
+
+
+def keeps_connections(entry: Mapping[str, Any]) -> bool:
+    """Whether a direct alias holds its connections past a request: CONN_MAX_AGE
+    other than 0 (None keeps them for ever), or Django's pool (OPTIONS["pool"]),
+    which holds up to its max_size per process; both count one per thread."""
+    options = entry.get("OPTIONS") or {}
+    return entry.get("CONN_MAX_AGE", 0) != 0 or bool(options.get("pool"))
 
 
 def _direct_text(c: Capacity) -> str:
@@ -390,8 +399,7 @@ def capacity_check(
             )
         ]
     direct = [e for a, e in conf.databases.items() if a not in pooled]
-    # Django's CONN_MAX_AGE: 0 (its default) closes at the request's end; None keeps.
-    kept = sum(1 for entry in direct if entry.get("CONN_MAX_AGE", 0) != 0)
+    kept = sum(1 for entry in direct if keeps_connections(entry))
     capacity = Capacity(
         processes=conf.web_capacity.processes,
         threads=conf.web_capacity.threads,

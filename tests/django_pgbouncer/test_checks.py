@@ -12,6 +12,7 @@ from django_pgbouncer.checks import (
     _migrations_needing_session,
     capacity_problems,
     config_problems,
+    keeps_connections,
     migration_problems,
 )
 from tests.django_pgbouncer.observe.conftest import processes  # noqa: F401
@@ -454,3 +455,28 @@ def test_capacity_check_counts_each_pgbouncer_process_pools(
     settings.PGBOUNCER_WEB_CAPACITY = {"processes": 1, "threads": threads + 1}
     with pytest.raises(SystemCheckError, match=r"2 process\(es\) x 1 pools"):
         call_command("check", databases=["default"], tags=["database"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "kept"),
+    [
+        (direct_database_config(url=DIRECT), False),
+        ({"ENGINE": "django.db.backends.postgresql"}, False),
+        ({"CONN_MAX_AGE": 600}, True),
+        ({"CONN_MAX_AGE": None}, True),
+        ({"CONN_MAX_AGE": 0, "OPTIONS": {"pool": True}}, True),
+        ({"CONN_MAX_AGE": 0, "OPTIONS": {"pool": {"max_size": 4}}}, True),
+        ({"CONN_MAX_AGE": 0, "OPTIONS": {"pool": False}}, False),
+    ],
+    ids=[
+        "ours",
+        "django-default",
+        "persistent",
+        "for-ever",
+        "native-pool",
+        "native-pool-sized",
+        "pool-off",
+    ],
+)
+def test_which_direct_aliases_keep_connections(entry, kept):
+    assert keeps_connections(entry) is kept
