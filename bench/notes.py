@@ -175,20 +175,20 @@ NOTES = {
         "the instants, what the servers said).",
     ),
     "processes": Note(
-        "2026-11-25 16:22 UTC",
+        "2026-11-25 16:46 UTC",
         "bench.processes: one PgBouncer process (6.) against 2 on one port with "
         "so_reuseport (6p., devstack.pgbouncers), each before the same "
         "PostgreSQL, with make run's gunicorn (2 workers x 4 threads) on the "
-        "detail page at 64 clients and pgbench -S at 16 clients, interleaved in 3 "
+        "detail page at 64 clients and pgbench -S at 16 clients, interleaved in 5 "
         "rounds. The machine was not idle: other work held its load average "
-        "between 20 and 39 on the 2 cores, and the rounds of one configuration "
-        "differ by up to 5x, so the medians show no difference this run can "
-        "vouch for. What it does show: no failed request either way, and each "
-        "process keeps a pool of its own (up to 2 x default_pool_size "
-        "backends). On 2 cores, with 8 web threads, PgBouncer's one core is not "
-        "what limits the site; several processes are for a PgBouncer that "
-        "saturates its core (pgbench -S through one process reached 0.65x of "
-        "direct here) and for rolling restarts.",
+        "between 20 and 7 during the run. pgbench -S through 2 processes beat "
+        "one in each of the 5 rounds, 11,087 against 9,707 TPS in the median "
+        "(0.70x and 0.61x of direct, 15,945): a PgBouncer process runs on one "
+        "core. The web bench went the other way in each round, 393 against 426 "
+        "req/s: with 8 web threads PgBouncer is not what limits the site, and "
+        "a second process takes CPU from gunicorn on 2 cores. No request "
+        "failed either way. Each process keeps a pool of its own: up to 2 x "
+        "default_pool_size backends (peak 16 against 14 here).",
     ),
     "fanout": Note(
         "2026-11-25 16:31 UTC",
