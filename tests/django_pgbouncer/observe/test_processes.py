@@ -13,8 +13,9 @@ from django.test import Client
 from django.urls import reverse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.conninfo import conninfo_to_dict
 
-from django_pgbouncer.observe import console_show
+from django_pgbouncer.observe import ReadyStatus, console_show, readiness_check
 from django_pgbouncer.observe.pool_state import (
     PoolView,
     console_address,
@@ -224,3 +225,24 @@ def test_the_dashboard_shows_each_process_and_their_sum(
     for name in names:
         assert f'data-process="{name}"' in html
     assert 'id="pgb-processes" hidden' not in html
+
+
+@pytest.mark.servers
+def test_readiness_looks_at_every_process(processes):
+    """Ready through the shared port with each process's console asked; one
+    process down leaves the site ready: the port still serves."""
+    info = conninfo_to_dict(processes.url)
+    ready = readiness_check(
+        conninfo=info, admin_url=None, admin_urls=processes.consoles
+    )
+    assert ready.status == ReadyStatus.READY
+    assert ready.console == "ok"
+    second = processes.bouncers.processes[1]
+    second.stop()
+    try:
+        ready = readiness_check(
+            conninfo=info, admin_url=None, admin_urls=processes.consoles
+        )
+    finally:
+        second.restart()
+    assert ready.status == ReadyStatus.READY  # the other process answers
