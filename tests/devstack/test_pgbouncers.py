@@ -4,8 +4,11 @@ and a rolling restart replaces every one of them while the port keeps serving.""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,15 +17,17 @@ import pytest
 
 from devstack.ephemeral import scratch_dir
 from devstack.errors import StackError
+from devstack.load import Load, LoadPlan
 from devstack.pgbouncer import PgBouncerSetup
 from devstack.pgbouncers import PgBouncers
-from devstack.process import port_pick
-from devstack.stack import Stack, StackSettings
+from devstack.process import Account, port_pick, run_checked
+from devstack.stack import PROJECT_DIR, Stack, StackSettings, run_env, web_child
 from django_pgbouncer.observe import console_show
 
 pytestmark = pytest.mark.servers
 
 PROCESSES = 2
+SIGINT_LINE = "got SIGINT, shutting down"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +39,7 @@ def stack() -> Iterator[Stack]:
                 root=root,
                 postgres_port=port_pick(),
                 pgbouncer_port=port_pick(),
+                web_port=port_pick(),
                 seed_posts=0,
                 pgbouncer_processes=PROCESSES,
             ),
@@ -160,3 +166,50 @@ def test_without_online_restart_each_process_gets_sigint(stack):
 def test_a_bad_count_names_the_variable(tmp_path, count, host, problem):
     with pytest.raises(StackError, match=problem):
         PgBouncers(PgBouncerSetup(workdir=tmp_path, port=6432, host=host), count=count)
+
+
+@pytest.fixture(scope="module")
+def site(stack: Stack) -> Iterator[str]:
+    """gunicorn as make run has it, through the processes; yields its URL."""
+    env = {**run_env(stack, os.environ), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    manage = [sys.executable, str(PROJECT_DIR / "manage.py")]
+    run_checked([*manage, "migrate", "--noinput", "-v0"], what="migrate", env=env)
+    run_checked([*manage, "seed_posts", "--count", "5"], what="seed", env=env)
+    run_checked([*manage, "collectstatic", "--noinput", "-v0"], what="static", env=env)
+    web = web_child(stack, env, account=Account())
+    web.start(timeout=60)
+    try:
+        yield stack.web_url
+    finally:
+        web.stop()
+
+
+def test_without_online_restart_the_site_fails_no_request(stack, site):
+    """The SIGINT restart (1.23+'s way) under GETs through gunicorn: a request
+    whose connection a stopping process closes runs again (the site's
+    BackendLossMiddleware), so users see no failure."""
+    for process in stack.pgbouncer.processes:
+        process.version = (1, 23)
+    plan = LoadPlan(
+        host="127.0.0.1", port=stack.settings.web_port, readers=4, seconds=60
+    )
+    before = pids(stack)
+    sigints = [log.read_text().count(SIGINT_LINE) for log in stack.pgbouncer.logs]
+    try:
+        with Load(plan) as load:
+            time.sleep(1.5)
+            stack.pgbouncer.restart()
+            returned = time.monotonic()
+            time.sleep(1.5)
+            load.stop.set()
+    finally:
+        for process in stack.pgbouncer.processes:
+            process.version = stack.pgbouncer.version
+    failed = [f"{s.status} {s.detail[:80]}" for s in load.samples if s.failed]
+    assert failed == []
+    assert [s for s in load.samples if s.end < returned - 1]
+    assert [s for s in load.samples if s.start > returned]
+    assert set(pids(stack)).isdisjoint(before)
+    # Each process was stopped by SIGINT (no takeover), once.
+    after = [log.read_text().count(SIGINT_LINE) for log in stack.pgbouncer.logs]
+    assert after == [n + 1 for n in sigints]
