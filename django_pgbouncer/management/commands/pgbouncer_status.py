@@ -42,6 +42,7 @@ class Command(BaseCommand):
         result = readiness_check(
             conninfo=alias_conninfo(connections[DEFAULT_DB_ALIAS].settings_dict),
             admin_url=app_settings().admin_url,
+            admin_urls=app_settings().admin_urls,
             timeout=options["timeout"],
         )
         report = result.as_dict()
