@@ -170,6 +170,43 @@ NOTES = {
         "connections included, through its Unix socket). Failures per fault are "
         "in the JSON (statuses, the instants, what the servers said).",
     ),
+    "processes": Note(
+        "2026-11-25 16:46 UTC",
+        "bench.processes: one PgBouncer process (6.) against 2 on one port with "
+        "so_reuseport (6p., devstack.pgbouncers), each before the same "
+        "PostgreSQL, with make run's gunicorn (2 workers x 4 threads) on the "
+        "detail page at 64 clients and pgbench -S at 16 clients, interleaved in 5 "
+        "rounds. The machine was not idle: other work held its load average "
+        "between 20 and 7 during the run. pgbench -S through 2 processes beat "
+        "one in each of the 5 rounds, 11,087 against 9,707 TPS in the median "
+        "(0.70x and 0.61x of direct, 15,945): a PgBouncer process runs on one "
+        "core. The web bench went the other way in each round, 393 against 426 "
+        "req/s: with 8 web threads PgBouncer is not what limits the site, and "
+        "a second process takes CPU from gunicorn on 2 cores. No request "
+        "failed either way. Each process keeps a pool of its own: up to 2 x "
+        "default_pool_size backends (peak 16 against 14 here).",
+    ),
+    "fanout": Note(
+        "2026-11-25 16:31 UTC",
+        "Configurations 3 (direct, persistent), 4 (Django's native pool, "
+        "max_size = a process's threads) and 6 (ours, make run's defaults: "
+        "PgBouncer's pool 20, max_client_conn 600), and two proposals for 6 (6a: "
+        "gunicorn's reuse_port; 6b: keep-alive 30 s instead of 2), on commit "
+        "91fb230 with other work of the checkout uncommitted beside it; the "
+        "2-core machine ran other work (test suites) throughout, so req/s vary "
+        "by up to 2x between rounds: read the backends and the failures, not the "
+        "req/s. PostgreSQL allows the site's role 97 connections: at 256 threads "
+        "the direct connections beyond them were refused ('too many clients', "
+        "the site's 500s: non-2xx), and the native pool's threads waited for the "
+        "96 connections it could open. Every 'read' failure is wrk's: gunicorn "
+        "closes a connection on which no request arrived within its keep-alive "
+        "(2 s), while wrk, starved of CPU beside 8 web processes of 32 threads, "
+        "sends its next request on it; neither PgBouncer nor gunicorn logged an "
+        "error. Earlier runs of the same code (not kept) had such read errors "
+        "for ours at 256 threads too; 6b, with a keep-alive longer than the "
+        "starvation, had none. reuse_port (6a) had more read errors (18 in a "
+        "round) and no more req/s: not a default.",
+    ),
     "profile-6-gil.txt": Note(
         "6. ours: make run's defaults, PgBouncer {'GUNICORN_CMD_ARGS': "
         "'--reuse-port'}, list page, 16 clients, py-spy --gil",
