@@ -1,4 +1,4 @@
-"""Faults under load: issue 9's five faults, each on a private site, with a longer
+"""Faults under load: devstack.faults's five, each on a private site, with a longer
 load than the tests (16 clients for 20 s, the fault 6 s in). The scenarios and
 their checks are devstack.faults's, the ones tests/faults asserts on.
 
@@ -42,7 +42,7 @@ LEGEND = (
     "latency of every request; "
     "recovery: seconds from the fault to the end of the first successful request "
     "sent after the fault and after the last failure (with no failure, how long "
-    "the fault stalled a new request); holds: whether the issue's row held, as "
+    "the fault stalled a new request); holds: whether the row's 'must show' held, as "
     "checked by devstack.faults (the tests' checks)."
 )
 

@@ -35,7 +35,7 @@ RUNNING = [
     "and 600 with and without Django's health check) is configurations 5 and 6 "
     "plus one variant: `--name conn-lifetime --configs 5,6 --clients 16 --pages "
     "list --variant 'health checks:CONN_HEALTH_CHECKS=1'`.",
-    "- `.venv/bin/python -m bench.faults`: issue 9's five faults (a planned "
+    "- `.venv/bin/python -m bench.faults`: the five faults (a planned "
     "PostgreSQL restart through `manage.py pgbouncer_maintenance`, every backend "
     "terminated, PostgreSQL killed with SIGKILL and restarted, PgBouncer "
     "restarted, overload), each on a private site under 16 clients for 20 s with "

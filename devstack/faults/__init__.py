@@ -1,5 +1,5 @@
 """Faults under load, with real servers: the scenarios the fault tests assert on
-and bench.faults measures (issue 9's table). One module of scenarios, two users."""
+and bench.faults measures. One module of scenarios, two users."""
 
 from .runner import FaultRun, Scenario, Shape, Timeline, scenario_run
 from .scenarios import SCENARIOS, scenario_named

@@ -1,4 +1,4 @@
-"""The five faults of issue 9's table, each with what must hold after it.
+"""The five faults the site must survive under load, and what must hold after each.
 
 Each `act` does to the servers what the fault is, while the load runs; each
 `check` reads what users got (the samples) and what the servers said (SHOW
