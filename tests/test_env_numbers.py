@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.replicas import replica_ports_from_env
 from devstack.stack import StackSettings
 from django_pgbouncer import ConfigError, database_config
 from django_pgbouncer.render import SETTINGS, pgbouncer_config_from_env
@@ -59,6 +60,20 @@ def devstack_settings(
     return StackSettings.from_env(env)
 
 
+def site_settings_with_replicas(
+    monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]
+) -> object:
+    """The site's settings where they read the replicas' numbers: with a replica."""
+    replica = "postgres://app:pw@127.0.0.1:6432/app_replica1"
+    return site_settings(monkeypatch, {"REPLICA_DATABASE_URLS": replica, **env})
+
+
+def devstack_replicas(
+    monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]
+) -> object:
+    return replica_ports_from_env(env)
+
+
 def renderer(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -> object:
     return pgbouncer_config_from_env(
         {"POSTGRES_DATABASE_URL": UPSTREAM, **env}, version=(1, 25), auth_file="/x"
@@ -100,6 +115,10 @@ NUMBERS: dict[str, tuple[str, tuple[Reader, ...]]] = {
     "DEVSTACK_POSTGRES_PORT": ("port", (devstack_settings,)),
     "DEVSTACK_PGBOUNCER_PORT": ("port", (devstack_settings,)),
     "DEVSTACK_SEED_POSTS": ("count", (devstack_settings,)),
+    "DEVSTACK_REPLICAS": ("count", (devstack_replicas,)),
+    "DEVSTACK_REPLICA_PORT": ("port", (devstack_replicas,)),
+    "REPLICA_MAX_LAG_SECONDS": ("count", (site_settings_with_replicas,)),
+    "REPLICA_WAIT_MS": ("count", (site_settings_with_replicas,)),
     "DB_PORT": ("port", (renderer_db_port,)),
     **{name: (kind, (renderer,)) for name, kind in RENDERED.items()},
 }

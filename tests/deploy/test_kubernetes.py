@@ -104,6 +104,7 @@ LEFT_AT_DEFAULT = {
     # socket, and stats_users is not a key a Pooler may set: no URL could log in.
     # The pools are seen through each Pooler pod's exporter (port 9127).
     "PGBOUNCER_ADMIN_URL": "no console a site can log in to",
+    "PGBOUNCER_ADMIN_URLS": "no console a site can log in to, in any Pooler pod",
     # The router needs one alias per replica, to ask each what it has replayed and
     # read from that one. A Pooler fronts every replica behind one Service
     # (<cluster>-ro): the answer and the read could come from two replicas. So
@@ -450,7 +451,12 @@ def test_web_sets_every_variable_the_code_reads_or_says_why_not():
 def test_migrations_get_every_setting(kind, name, container):
     # Compose's migrate service: the settings, but not the pool's URL nor the
     # site's console and metrics.
-    unused = {"DATABASE_URL", "PGBOUNCER_ADMIN_URL", "METRICS_TOKEN"}
+    unused = {
+        "DATABASE_URL",
+        "PGBOUNCER_ADMIN_URL",
+        "PGBOUNCER_ADMIN_URLS",
+        "METRICS_TOKEN",
+    }
     here = declared(kind, name, container)
     missing = SETTINGS_VARIABLES - unused - here
     assert sorted(missing - set(LEFT_AT_DEFAULT)) == []

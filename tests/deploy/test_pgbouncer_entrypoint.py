@@ -6,6 +6,8 @@ time while the port keeps serving, and the container's SIGTERM stops them all.""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import signal
@@ -40,6 +42,18 @@ class Service:
     env: dict[str, str]
 
 
+@functools.cache
+def script_readable() -> Path:
+    """The script where the servers' account can read it: a checkout under /root
+    (0700) is closed to it, as it is not to the image's."""
+    folder = scratch_dir("test-pgbouncer-script-")
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / SCRIPT.name
+    shutil.copy(SCRIPT, copy)
+    copy.chmod(0o644)
+    return copy
+
+
 def sh(
     env: dict[str, str], stack: Stack, *args: str, log: Path | None = None
 ) -> subprocess.Popen[str]:
@@ -48,7 +62,7 @@ def sh(
     out = log.open("w") if log else None
     try:
         return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-            ["sh", str(SCRIPT), *args],
+            ["sh", str(script_readable()), *args],
             env=env,
             stdout=out or subprocess.PIPE,
             stderr=subprocess.STDOUT,

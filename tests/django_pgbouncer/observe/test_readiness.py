@@ -147,7 +147,9 @@ def test_status_command_prints_a_table_for_people(stack, django_db_setup):
 
 
 def test_not_configured_is_a_state_not_an_error(stack, django_db_setup):
-    code, report, _ = status_command(stack, without=["PGBOUNCER_ADMIN_URL"])
+    code, report, _ = status_command(
+        stack, without=["PGBOUNCER_ADMIN_URL", "PGBOUNCER_ADMIN_URLS"]
+    )
     assert code == 0
     assert (report["status"], report["console"]) == ("ready", "not configured")
 
