@@ -187,25 +187,21 @@ NOTES = {
         "default_pool_size backends (peak 16 against 14 here).",
     ),
     "fanout": Note(
-        "2026-11-25 16:31 UTC",
+        "2026-11-25 17:23 UTC",
         "Configurations 3 (direct, persistent), 4 (Django's native pool, "
         "max_size = a process's threads) and 6 (ours, make run's defaults: "
-        "PgBouncer's pool 20, max_client_conn 600), and two proposals for 6 (6a: "
-        "gunicorn's reuse_port; 6b: keep-alive 30 s instead of 2), on commit "
-        "91fb230 with other work of the checkout uncommitted beside it; the "
-        "2-core machine ran other work (test suites) throughout, so req/s vary "
-        "by up to 2x between rounds: read the backends and the failures, not the "
-        "req/s. PostgreSQL allows the site's role 97 connections: at 256 threads "
-        "the direct connections beyond them were refused ('too many clients', "
-        "the site's 500s: non-2xx), and the native pool's threads waited for the "
-        "96 connections it could open. Every 'read' failure is wrk's: gunicorn "
-        "closes a connection on which no request arrived within its keep-alive "
-        "(2 s), while wrk, starved of CPU beside 8 web processes of 32 threads, "
-        "sends its next request on it; neither PgBouncer nor gunicorn logged an "
-        "error. Earlier runs of the same code (not kept) had such read errors "
-        "for ours at 256 threads too; 6b, with a keep-alive longer than the "
-        "starvation, had none. reuse_port (6a) had more read errors (18 in a "
-        "round) and no more req/s: not a default.",
+        "PgBouncer's pool 20, max_client_conn 600, gunicorn's keep-alive 30 s), "
+        "and two proposals for 6 (6a: gunicorn's reuse_port; 6b: keep-alive 30 s, "
+        "which since commit 26c253e is 6 itself, so 6 and 6b measure the same), "
+        "on commit ae91a7e, the machine otherwise idle. PostgreSQL allows the "
+        "site's role 97 connections: at 256 threads the direct connections "
+        "beyond them were refused ('too many clients', the site's 500s: "
+        "non-2xx), and the native pool's threads waited for the 96 connections "
+        "it could open. An earlier run on a loaded machine (not kept) showed "
+        "'read' failures, wrk's own: gunicorn's old 2 s keep-alive closed a "
+        "connection as a CPU-starved wrk sent its next request on it; with 30 s "
+        "there were none. reuse_port (6a) has no more req/s than 6: not a "
+        "default.",
     ),
     "profile-6-gil.txt": Note(
         "6. ours: make run's defaults, PgBouncer {'GUNICORN_CMD_ARGS': "
