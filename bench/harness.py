@@ -40,7 +40,6 @@ from . import configs as cfg
 from . import report
 from .measure import (
     WRK,
-    PeakBackends,
     cluster_cpu_seconds,
     connections_split,
     process_cpu_seconds,
@@ -49,6 +48,7 @@ from .measure import (
 )
 from .pgbench import pgbench_prepare, pgbench_rounds
 from .plan import LATEST, WARMUP_SECONDS, Plan, plan_parse
+from .sampler import BackendSampler
 from .stackinfo import (
     machine_describe,
     pool_size,
@@ -125,7 +125,7 @@ def run_measure(
     cpu = process_cpu_seconds(bouncer), cluster_cpu_seconds(postmaster)
     superuser = stack.postgres.config.superuser_url().url()
     split = connections_split(s.web_port, after=min(1.0, seconds / 2))
-    with PeakBackends(superuser, APP_DB) as peak:
+    with BackendSampler(superuser, APP_DB) as peak:
         result = wrk_run(url, clients=clients, seconds=seconds)
     cpu_after = process_cpu_seconds(bouncer), cluster_cpu_seconds(postmaster)
     server_drain(s.web_host, s.web_port, page[1])  # the next run starts idle

@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import psycopg
 
@@ -157,44 +156,6 @@ def backends_count(superuser_url: str, dbname: str) -> int:
     with psycopg.connect(superuser_url, autocommit=True) as conn:
         row = conn.execute(_BACKENDS, [dbname]).fetchone()
     return int(row[0]) if row else 0
-
-
-class PeakBackends:
-    """Samples PostgreSQL's client backends on `dbname` every `interval` seconds
-    from a thread, over a superuser connection of its own; `peak` after exit."""
-
-    def __init__(self, superuser_url: str, dbname: str, interval: float = 0.1) -> None:
-        self.url, self.dbname, self.interval = superuser_url, dbname, interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._conn: psycopg.Connection[tuple[int]] | None = None
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        assert self._conn is not None
-        while not self._stop.is_set():
-            row = self._conn.execute(_BACKENDS, [self.dbname]).fetchone()
-            self.peak = max(self.peak, int(row[0]) if row else 0)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakBackends:
-        self._conn = psycopg.connect(self.url, autocommit=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        if self._conn is not None:
-            self._conn.close()
-
-
-# --- CPU time of the servers, from /proc -----------------------------------------
 
 
 def _stat(pid: int) -> list[str] | None:

@@ -34,7 +34,6 @@ from . import configs as cfg
 from . import report
 from .harness import PGBOUNCER_VARIABLES, RESULTS, SEED_POSTS, site_prepare
 from .measure import (
-    PeakBackends,
     cluster_cpu_seconds,
     process_cpu_seconds,
     server_drain,
@@ -50,6 +49,7 @@ from .pgbench import (
     pgbench_run,
 )
 from .plan import WARMUP_SECONDS
+from .sampler import BackendSampler
 from .stackinfo import machine_describe, pool_size, source_describe, versions_describe
 
 __all__ = ["Plan", "Way", "main", "plan_parse"]
@@ -132,7 +132,7 @@ def web_measure(
     assert postmaster, "PostgreSQL is not running"
     cpu = sum(map(process_cpu_seconds, way.pids())), cluster_cpu_seconds(postmaster)
     superuser = stack.postgres.config.superuser_url().url()
-    with PeakBackends(superuser, APP_DB) as peak:
+    with BackendSampler(superuser, APP_DB) as peak:
         result = wrk_run(url, clients=plan.clients, seconds=plan.seconds)
     after = sum(map(process_cpu_seconds, way.pids())), cluster_cpu_seconds(postmaster)
     server_drain(s.web_host, s.web_port, path)
