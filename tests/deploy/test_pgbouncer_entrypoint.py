@@ -81,35 +81,50 @@ def wait_for(check, what: str, seconds: float = 20) -> None:
         time.sleep(0.1)
 
 
+def service_files(
+    stack: Stack, folder: Path, port: int, **variables: str
+) -> dict[str, str]:
+    """The files the pgbouncer-config job renders, in `folder` (the stack's
+    userlist, so its verifier stays), owned by the servers' account; the
+    service's environment for two processes."""
+    shutil.copy(stack.pgbouncer.config.workdir / "userlist.txt", folder)
+    files = PgBouncer(
+        PgBouncerSetup(
+            workdir=folder,
+            port=port,
+            account=stack.account,
+            variables={
+                "POSTGRES_DATABASE_URL": stack.direct_url.url(),
+                "SO_REUSEPORT": "1",
+                **variables,
+            },
+        )
+    )
+    files.write_files(socket=False)
+    run_dir = folder / "run"
+    run_dir.mkdir()
+    stack.account.own(folder, run_dir, *folder.iterdir())
+    return {
+        "PATH": os.environ["PATH"],
+        "PGBOUNCER_INI": str(files.ini),
+        "PGBOUNCER_RUN_DIR": str(run_dir),
+        "PGBOUNCER_PROCESSES": "2",
+    }
+
+
 @pytest.fixture(scope="module")
 def service(stack: Stack) -> Iterator[Service]:
     folder = scratch_dir("test-pgbouncer-sh-")
     try:
-        shutil.copy(stack.pgbouncer.config.workdir / "userlist.txt", folder)
         port = port_pick()
-        files = PgBouncer(
-            PgBouncerSetup(
-                workdir=folder,
-                port=port,
-                account=stack.account,
-                variables={
-                    "POSTGRES_DATABASE_URL": stack.direct_url.url(),
-                    "PGBOUNCER_ADMIN_URL": stack.admin_console_url.url(),
-                    "STATS_USERS": STATS_CONSOLE_USER,
-                    "SO_REUSEPORT": "1",
-                },
-            )
+        env = service_files(
+            stack,
+            folder,
+            port,
+            PGBOUNCER_ADMIN_URL=stack.admin_console_url.url(),
+            STATS_USERS=STATS_CONSOLE_USER,
         )
-        files.write_files(socket=False)
-        run_dir = folder / "run"
-        run_dir.mkdir()
-        stack.account.own(folder, run_dir, *folder.iterdir())
-        env = {
-            "PATH": os.environ["PATH"],
-            "PGBOUNCER_INI": str(files.ini),
-            "PGBOUNCER_RUN_DIR": str(run_dir),
-            "PGBOUNCER_PROCESSES": "2",
-        }
+        run_dir = Path(env["PGBOUNCER_RUN_DIR"])
         proc = sh(env, stack, log=folder / "service.log")
         console = stack.admin_console_url
         # A socket folder as the host: percent-encoded, as libpq reads it.
@@ -184,28 +199,8 @@ def test_sigterm_stops_every_process(stack):
     """Last: the container stops (its own service, so the others keep theirs)."""
     folder = scratch_dir("test-pgbouncer-sh-stop-")
     try:
-        shutil.copy(stack.pgbouncer.config.workdir / "userlist.txt", folder)
-        files = PgBouncer(
-            PgBouncerSetup(
-                workdir=folder,
-                port=port_pick(),
-                account=stack.account,
-                variables={
-                    "POSTGRES_DATABASE_URL": stack.direct_url.url(),
-                    "SO_REUSEPORT": "1",
-                },
-            )
-        )
-        files.write_files(socket=False)
-        run_dir = folder / "run"
-        run_dir.mkdir()
-        stack.account.own(folder, run_dir, *folder.iterdir())
-        env = {
-            "PATH": os.environ["PATH"],
-            "PGBOUNCER_INI": str(files.ini),
-            "PGBOUNCER_RUN_DIR": str(run_dir),
-            "PGBOUNCER_PROCESSES": "2",
-        }
+        env = service_files(stack, folder, port_pick())
+        run_dir = Path(env["PGBOUNCER_RUN_DIR"])
         proc = sh(env, stack, log=folder / "service.log")
         pidfiles = [run_dir / str(i) / "pgbouncer.pid" for i in (1, 2)]
         wait_for(
